@@ -1,0 +1,1 @@
+"""Helpers for the slow-thinking reproduction notebooks: one module per concern."""

@@ -1,0 +1,110 @@
+"""Greedy evaluation of one model on the profile's benchmarks: per-example records and summary."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from .artifacts import write_json, write_jsonl
+from .formatting import chat_messages, parse_response
+from .generation import Prompt, SamplingCfg
+from .grading import grade
+
+
+def evaluate_benchmark(
+    backend: Any, examples: list[dict[str, Any]], prompt: str, max_new_tokens: int, seed: int = 42
+) -> list[dict[str, Any]]:
+    """Generate greedily for every example and grade each response."""
+    prompts = [Prompt(chat_messages(ex["question"], prompt)) for ex in examples]
+    outs = backend.generate(
+        prompts, SamplingCfg(n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=seed)
+    )
+    records = []
+    for ex, (comp,) in zip(examples, outs, strict=True):
+        g = grade(comp.text, ex, comp.stop_reason)
+        parsed = parse_response(comp.text)
+        records.append(
+            {
+                "id": ex["id"],
+                "benchmark": ex.get("benchmark"),
+                "family": ex.get("family"),
+                "question": ex["question"],
+                "gold": ex["answer"],
+                "response": comp.text,
+                "tokens": comp.tokens,
+                "stop_reason": comp.stop_reason,
+                "thought_tokens_approx": len((parsed.thought or "").split()),
+                **g.as_dict(),
+            }
+        )
+    return records
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy, mean response tokens, truncation rate and format adherence of one benchmark."""
+    n = max(1, len(records))
+    return {
+        "n": len(records),
+        "accuracy": 100.0 * sum(r["correct"] for r in records) / n,
+        "mean_tokens": sum(r["tokens"] for r in records) / n,
+        "truncation_rate": 100.0 * sum(r["truncated"] for r in records) / n,
+        "format_adherence": 100.0 * sum(r["well_formed"] for r in records) / n,
+        "correct": [int(r["correct"]) for r in records],
+    }
+
+
+def evaluate_model(
+    backend: Any,
+    benchmarks: dict[str, list[dict[str, Any]]],
+    prompt: str,
+    max_new_tokens: int,
+    out_dir: Path,
+    variant: str,
+    model_name: str,
+) -> dict[str, Any]:
+    """Evaluate on every benchmark; write <bench>.jsonl and summary.json; return the summary."""
+    out_dir = Path(out_dir)
+    summary: dict[str, Any] = {"variant": variant, "model": model_name, "benchmarks": {}}
+    t0 = time.time()
+    for name, examples in benchmarks.items():
+        recs = evaluate_benchmark(backend, examples, prompt, max_new_tokens)
+        write_jsonl(out_dir / f"{name}.jsonl", recs)
+        summary["benchmarks"][name] = summarize(recs)
+    summary["seconds"] = round(time.time() - t0, 1)
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+def summary_table(summary: dict[str, Any]) -> Any:
+    """Return a pandas table of a summary (one row per benchmark)."""
+    import pandas as pd
+
+    rows = [
+        {"benchmark": b, **{k: v for k, v in s.items() if k != "correct"}}
+        for b, s in summary["benchmarks"].items()
+    ]
+    return pd.DataFrame(rows).set_index("benchmark").round(1)
+
+
+def examples_table(out_dir: Path, per_benchmark: int = 2, width: int = 160) -> Any:
+    """Show a few graded responses per benchmark (response tail, answer, gold, verdict)."""
+    import pandas as pd
+
+    from .artifacts import read_jsonl
+
+    rows = []
+    for path in sorted(Path(out_dir).glob("*.jsonl")):
+        for r in read_jsonl(path)[:per_benchmark]:
+            rows.append(
+                {
+                    "benchmark": path.stem,
+                    "id": r["id"],
+                    "response (end)": r["response"][-width:],
+                    "answer": r["answer"],
+                    "from": r["answer_from"],
+                    "gold": r["gold"],
+                    "correct": r["correct"],
+                }
+            )
+    return pd.DataFrame(rows)

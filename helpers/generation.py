@@ -1,0 +1,368 @@
+"""Generation backends behind one interface: chat prompts in, n completions out.
+
+Backends: `hf` (transformers, batched, CPU or GPU), `vllm` (offline engine, imported only when
+chosen) and `openai` (any OpenAI-compatible endpoint, with retries and a resumable cache file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .artifacts import append_jsonl, iter_jsonl
+from .formatting import END_SOLUTION
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prompt:
+    """One request: chat messages, and optionally the start of the assistant's reply."""
+
+    messages: list[dict[str, str]]
+    prefix: str = ""
+
+
+@dataclass
+class Completion:
+    """One generated continuation with its token count and why it stopped."""
+
+    text: str
+    tokens: int
+    stop_reason: str  # end_marker | end_of_turn | length | error
+    reasoning: str | None = None  # a separate reasoning field (DeepSeek-R1's API)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SamplingCfg:
+    """How to sample: greedy when temperature is 0."""
+
+    n: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    seed: int = 0
+    stop: tuple[str, ...] = (END_SOLUTION,)
+
+
+def _trim_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    cut = [text.find(s) + len(s) for s in stop if s in text]
+    return (text[: min(cut)], True) if cut else (text, False)
+
+
+def render(tokenizer: Any, prompt: Prompt) -> str:
+    """Render a prompt with the model's chat template, then the assistant prefix."""
+    text = tokenizer.apply_chat_template(
+        prompt.messages, tokenize=False, add_generation_prompt=True
+    )
+    return text + prompt.prefix
+
+
+class HFBackend:
+    """Batched transformers generation: left padding, length-sorted batches, stop strings."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, batch_size: int = 32, progress: bool = True
+    ) -> None:
+        self.model, self.tok, self.batch_size, self.progress = (
+            model,
+            tokenizer,
+            batch_size,
+            progress,
+        )
+        self.tok.padding_side = "left"
+
+    def generate(self, prompts: Sequence[Prompt], cfg: SamplingCfg) -> list[list[Completion]]:
+        """Return cfg.n completions for each prompt, in the prompts' order."""
+        import torch
+        from tqdm.auto import tqdm
+
+        texts = [render(self.tok, p) for p in prompts]
+        lengths = [len(self.tok(t, add_special_tokens=False).input_ids) for t in texts]
+        # Requests are (prompt index, sample index); sorting by length keeps padding low.
+        requests = sorted(
+            ((i, k) for i in range(len(texts)) for k in range(cfg.n)),
+            key=lambda r: (-lengths[r[0]], r),
+        )
+        results: dict[tuple[int, int], Completion] = {}
+        eos = self.tok.eos_token_id
+        bar = tqdm(total=len(requests), desc="generate", unit="seq", disable=not self.progress)
+        for b in range(0, len(requests), self.batch_size):
+            batch = requests[b : b + self.batch_size]
+            enc = self.tok(
+                [texts[i] for i, _ in batch],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+            ).to(self.model.device)
+            kwargs: dict[str, Any] = dict(
+                max_new_tokens=cfg.max_new_tokens,
+                pad_token_id=self.tok.pad_token_id,
+                eos_token_id=eos,
+                stop_strings=list(cfg.stop) or None,
+                tokenizer=self.tok,
+            )
+            if cfg.temperature > 0:
+                torch.manual_seed(cfg.seed * 100_003 + b)
+                kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p)
+            else:
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            with torch.inference_mode():
+                out = self.model.generate(**enc, **kwargs)
+            new = out[:, enc.input_ids.shape[1] :]
+            for row, req in zip(new.tolist(), batch, strict=True):
+                ended = eos in row
+                if ended:
+                    row = row[: row.index(eos)]
+                text = self.tok.decode(row, skip_special_tokens=False)
+                text, marker = _trim_at_stop(text, cfg.stop)
+                n_tok = len(row)
+                reason = (
+                    "end_marker"
+                    if marker
+                    else "end_of_turn"
+                    if ended
+                    else ("length" if n_tok >= cfg.max_new_tokens else "end_of_turn")
+                )
+                results[req] = Completion(text, n_tok, reason)
+            bar.update(len(batch))
+        bar.close()
+        return [[results[(i, k)] for k in range(cfg.n)] for i in range(len(texts))]
+
+
+class VLLMBackend:
+    """vLLM's offline engine (GPU boxes): n samples per prompt, tensor parallel, seeded."""
+
+    def __init__(
+        self,
+        model_path: str,
+        tensor_parallel_size: int = 1,
+        dtype: str = "bfloat16",
+        max_model_len: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        from vllm import LLM  # imported only when this backend is chosen
+
+        self.llm = LLM(
+            model=model_path,
+            tensor_parallel_size=tensor_parallel_size,
+            dtype=dtype,
+            seed=seed,
+            max_model_len=max_model_len,
+        )
+        self.tok = self.llm.get_tokenizer()
+
+    def generate(self, prompts: Sequence[Prompt], cfg: SamplingCfg) -> list[list[Completion]]:
+        """Return cfg.n completions for each prompt, in the prompts' order."""
+        from vllm import SamplingParams
+
+        sp = SamplingParams(
+            n=cfg.n,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_tokens=cfg.max_new_tokens,
+            seed=cfg.seed,
+            stop=list(cfg.stop),
+            include_stop_str_in_output=True,
+        )
+        outs = self.llm.generate([render(self.tok, p) for p in prompts], sp)
+        results = []
+        for o in outs:
+            comps = []
+            for c in o.outputs:
+                reason = (
+                    "length"
+                    if c.finish_reason == "length"
+                    else "end_marker"
+                    if c.stop_reason in cfg.stop
+                    else "end_of_turn"
+                )
+                comps.append(Completion(c.text, len(c.token_ids), reason))
+            results.append(comps)
+        return results
+
+
+class RetryableError(RuntimeError):
+    """An HTTP failure worth retrying (429, 5xx, timeouts, broken connections)."""
+
+
+class OpenAIBackend:
+    """Any OpenAI-compatible chat endpoint: bounded concurrency, retries, resumable cache."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        concurrency: int = 8,
+        timeout: float = 600.0,
+        max_retries: int = 6,
+        backoff: float = 1.0,
+        cache_path: str | Path | None = None,
+        reasoning_field: str | None = "reasoning_content",
+        progress: bool = True,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model, self.concurrency, self.timeout = model, concurrency, timeout
+        self.max_retries, self.backoff = max_retries, backoff
+        self.cache_path = Path(cache_path) if cache_path else None
+        self.reasoning_field, self.progress = reasoning_field, progress
+        # The key lives only on this object, never in a record or a log line.
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+
+    def _key(self, prompt: Prompt, cfg: SamplingCfg) -> str:
+        blob = json.dumps(
+            [
+                self.model,
+                prompt.messages,
+                prompt.prefix,
+                cfg.n,
+                cfg.temperature,
+                cfg.top_p,
+                cfg.max_new_tokens,
+                cfg.seed,
+            ],
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+        import httpx
+
+        for attempt in range(self.max_retries + 1):
+            try:
+                r = httpx.post(
+                    f"{self.base_url}/chat/completions",
+                    json=payload,
+                    headers=self._headers,
+                    timeout=self.timeout,
+                )
+                if r.status_code == 429 or r.status_code >= 500:
+                    raise RetryableError(f"HTTP {r.status_code}")
+                if r.status_code >= 400:
+                    raise RuntimeError(f"{self.base_url}: HTTP {r.status_code}: {r.text[:300]}")
+                return r.json()
+            except (RetryableError, httpx.TimeoutException, httpx.TransportError) as exc:
+                if attempt == self.max_retries:
+                    raise RuntimeError(
+                        f"{self.base_url}: gave up after {attempt + 1} tries ({exc})"
+                    ) from None
+                delay = self.backoff * 2**attempt
+                log.warning("%s: %s, retrying in %.1fs", self.base_url, exc, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _one(self, prompt: Prompt, cfg: SamplingCfg) -> list[Completion]:
+        messages = list(prompt.messages)
+        if prompt.prefix:
+            messages.append({"role": "assistant", "content": prompt.prefix})
+        payload = {
+            "model": self.model,
+            "messages": messages,
+            "n": cfg.n,
+            "temperature": cfg.temperature,
+            "top_p": cfg.top_p,
+            "max_tokens": cfg.max_new_tokens,
+            "seed": cfg.seed,
+        }
+        if cfg.stop:
+            payload["stop"] = list(cfg.stop)
+        data = self._post(payload)
+        usage = data.get("usage", {})
+        comps = []
+        for ch in data["choices"]:
+            msg = ch.get("message", {})
+            text = msg.get("content") or ""
+            reason = (
+                "length"
+                if ch.get("finish_reason") == "length"
+                else ("end_marker" if any(s in text for s in cfg.stop) else "end_of_turn")
+            )
+            comps.append(
+                Completion(
+                    text,
+                    int(usage.get("completion_tokens", 0)) // max(1, len(data["choices"])),
+                    reason,
+                    msg.get(self.reasoning_field) if self.reasoning_field else None,
+                    {"prompt_tokens": usage.get("prompt_tokens", 0)},
+                )
+            )
+        return comps
+
+    def generate(self, prompts: Sequence[Prompt], cfg: SamplingCfg) -> list[list[Completion]]:
+        """Return cfg.n completions per prompt; answers already in the cache file are reused."""
+        from tqdm.auto import tqdm
+
+        keys = [self._key(p, cfg) for p in prompts]
+        done: dict[str, list[Completion]] = {}
+        if self.cache_path and self.cache_path.exists():
+            for rec in iter_jsonl(self.cache_path):
+                done[rec["key"]] = [Completion(**c) for c in rec["completions"]]
+        todo = [i for i, k in enumerate(keys) if k not in done]
+        bar = tqdm(
+            total=len(prompts),
+            initial=len(prompts) - len(todo),
+            desc="requests",
+            disable=not self.progress,
+        )
+        with ThreadPoolExecutor(self.concurrency) as pool:
+            futures = {pool.submit(self._one, prompts[i], cfg): i for i in todo}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                comps = fut.result()
+                done[keys[i]] = comps
+                if self.cache_path:
+                    append_jsonl(
+                        self.cache_path,
+                        [{"key": keys[i], "completions": [c.as_dict() for c in comps]}],
+                    )
+                bar.update(1)
+        bar.close()
+        return [done[k] for k in keys]
+
+
+def make_backend(
+    kind: str,
+    model: str | None = None,
+    *,
+    batch_size: int = 32,
+    dtype: str = "auto",
+    tensor_parallel_size: int = 1,
+    base_url: str | None = None,
+    api_model: str | None = None,
+    api_key: str | None = None,
+    cache_path: str | Path | None = None,
+    concurrency: int = 8,
+    seed: int = 0,
+) -> Any:
+    """Build a backend by name; local backends load the model (alias, hub id or path)."""
+    if kind == "hf":
+        from .models import load_model
+
+        m, tok = load_model(model or "smollm2-135m-instruct", dtype=dtype)
+        return HFBackend(m, tok, batch_size=batch_size)
+    if kind == "vllm":
+        from .models import resolve_model_path
+
+        vdtype = {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[dtype]
+        return VLLMBackend(resolve_model_path(model or ""), tensor_parallel_size, vdtype, seed=seed)
+    if kind == "openai":
+        if not base_url or not api_model:
+            raise ValueError("the openai backend needs base_url and api_model")
+        return OpenAIBackend(
+            base_url, api_model, api_key, concurrency=concurrency, cache_path=cache_path
+        )
+    raise ValueError(f"unknown generation backend '{kind}': expected hf, vllm or openai")

@@ -1,0 +1,145 @@
+"""Grading: extract the final answer from a response and judge it against the ground truth."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .formatting import BEGIN_SOLUTION, parse_response
+
+LETTERS = "ABCD"
+
+
+def last_boxed(text: str) -> str | None:
+    """Return the content of the last \\boxed{...} (or \\fbox{...}), nested braces included."""
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    for start in reversed(starts):
+        depth, i = 1, start
+        while i < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        if depth == 0:
+            return text[start : i - 1].strip()
+    return None
+
+
+ANSWER_IS_RE = re.compile(
+    r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*[:\s]*(.+?)(?:\.\s|\.$|\n|$)", re.I
+)
+
+
+def _strip_markup(ans: str) -> str:
+    ans = ans.strip().strip("$").strip()
+    ans = re.sub(r"^\*\*(.*)\*\*$", r"\1", ans)  # **73** -> 73
+    ans = re.sub(r"^\\text\{(.*)\}$", r"\1", ans)
+    return ans.strip().rstrip(".").strip()
+
+
+def extract_answer(text: str) -> tuple[str | None, str]:
+    """Return (answer, where it came from): solution, thought (no solution part), or none."""
+    parsed = parse_response(text)
+    if parsed.solution is not None:
+        regions = [(parsed.solution, "solution")]
+    elif BEGIN_SOLUTION not in text and parsed.thought is not None:
+        regions = [(parsed.thought, "thought")]
+    else:
+        regions = [(text, "response")]
+    for region, where in regions:
+        boxed = last_boxed(region)
+        if boxed is not None:
+            return _strip_markup(boxed), where
+        stated = ANSWER_IS_RE.findall(region)
+        if stated:
+            return _strip_markup(stated[-1]), where
+    return None, "none"
+
+
+_MC_PATTERNS = [
+    re.compile(r"\\boxed\{\s*(?:\\text\{)?\(?([A-Da-d])\)?\}?\s*\}"),
+    re.compile(r"answer\s*(?:is|:)\s*(?:option\s*)?\**\(?([A-Da-d])\)?\**(?![A-Za-z])", re.I),
+    re.compile(r"^\s*\**\(?([A-D])\)?\**\.?\s*$", re.M),  # a line that is only the letter
+]
+
+
+def extract_choice(text: str) -> tuple[str | None, str]:
+    """Return the explicit choice letter of a multiple-choice response, never a stray capital."""
+    parsed = parse_response(text)
+    region, where = (
+        (parsed.solution, "solution")
+        if parsed.solution is not None
+        else (parsed.thought, "thought")
+        if parsed.thought is not None and BEGIN_SOLUTION not in text
+        else (text, "response")
+    )
+    for pat in _MC_PATTERNS:
+        hits = pat.findall(region)
+        if hits:
+            return hits[-1].upper(), where
+    return None, "none"
+
+
+def math_equal(gold: str, pred: str) -> bool:
+    """Judge math equivalence with math-verify, gold first; fall back to exact text."""
+    if pred is None:
+        return False
+    from math_verify import parse, verify
+
+    def norm(s: str) -> str:
+        return re.sub(r"\s+", "", s).lower()
+
+    if norm(gold) == norm(pred):
+        return True
+    try:
+        g = parse(f"${gold}$")
+        p = parse(f"${pred}$")
+        return bool(g) and bool(p) and bool(verify(g, p))
+    except Exception:  # math-verify can raise on odd LaTeX; treat as not equal
+        return False
+
+
+def gym_score(answer: str | None, example: dict[str, Any]) -> float:
+    """Score with reasoning-gym's own verifier for the example's source dataset."""
+    import reasoning_gym as rg
+
+    from .tasks import gym_entry
+
+    if answer is None:
+        return 0.0
+    fn = rg.get_score_answer_fn(example["gym"]["dataset"])
+    try:
+        return float(fn(answer, gym_entry(example)))
+    except Exception:  # a verifier that chokes on a malformed answer scores it wrong
+        return 0.0
+
+
+@dataclass
+class Grade:
+    """The verdict on one response."""
+
+    correct: bool
+    answer: str | None
+    answer_from: str
+    truncated: bool
+    well_formed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def grade(response: str, example: dict[str, Any], stop_reason: str = "end") -> Grade:
+    """Grade a response to a benchmark or pool example (schema of helpers.tasks)."""
+    truncated = stop_reason == "length"
+    well_formed = parse_response(response).well_formed
+    if example["answer_type"] == "choice":
+        ans, where = extract_choice(response)
+        ok = ans is not None and ans == example["answer"]
+    else:
+        ans, where = extract_answer(response)
+        if example["answer_type"] == "gym":
+            ok = gym_score(ans, example) >= 1.0 or (
+                ans is not None and math_equal(example["answer"], ans)
+            )
+        else:
+            ok = ans is not None and math_equal(example["answer"], ans)
+    return Grade(bool(ok) and not truncated, ans, where, truncated, well_formed)

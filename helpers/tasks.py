@@ -1,0 +1,448 @@
+"""Problem pools and benchmarks: embedded reasoning-gym families and loaders for real datasets.
+
+Every problem has one schema: id, domain, difficulty, group, question, answer, answer_type
+('gym' for reasoning-gym's verifier, 'math' for math-verify, 'choice' for a letter), choices,
+source, and for gym problems the (dataset, config, seed, index) that regenerates its entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .artifacts import read_jsonl, write_jsonl
+from .paths import rel
+
+
+@dataclass(frozen=True)
+class Family:
+    """A reasoning-gym generator with the settings that place it in one of the paper's groups."""
+
+    dataset: str
+    config: dict[str, Any] = field(default_factory=dict)
+    domain: str = "math"
+    difficulty: str = "normal"  # normal | hard
+    choice: bool = False  # shown as 4-option multiple choice
+
+
+FAMILIES: dict[str, Family] = {
+    # normal math (MATH-like): short arithmetic, equations, word problems, number theory
+    "arithmetic": Family(
+        "basic_arithmetic",
+        dict(
+            min_terms=2,
+            max_terms=3,
+            min_digits=1,
+            max_digits=2,
+            allow_parentheses=False,
+            operators=("+", "-", "*"),
+        ),
+    ),
+    "equations": Family(
+        "simple_equations",
+        dict(
+            min_terms=2,
+            max_terms=2,
+            max_value=20,
+            operators=("+", "-"),
+            operators_weights=[0.5, 0.5],
+        ),
+    ),
+    "word_problems": Family("leg_counting", dict(min_animals=2, max_animals=3, max_instances=5)),
+    "gcd": Family("gcd", dict(max_value=100)),
+    "lcm": Family("lcm", dict(max_value=30)),
+    "fractions": Family(
+        "fraction_simplification", dict(max_value=30, max_factor=10, styles=("plain",))
+    ),
+    # hard math (AIME-like): search problems and long chains that need long thought
+    "countdown": Family(
+        "countdown",
+        dict(min_numbers=3, max_numbers=4, max_value=30, min_target=20, max_target=200),
+        difficulty="hard",
+    ),
+    "puzzle24": Family("puzzle24", {}, difficulty="hard"),
+    "long_chain": Family(
+        "chain_sum", dict(min_terms=6, max_terms=8, min_digits=2, max_digits=3), difficulty="hard"
+    ),
+    # other domains (GPQA-like): logic and puzzles
+    "knights_knaves": Family("knights_knaves", dict(n_people=2), "logic", "normal", True),
+    "family": Family("family_relationships", dict(max_family_size=6), "puzzle", "normal", True),
+    "siblings": Family("aiw", dict(max_entities=5), "puzzle", "normal", True),
+    "syllogism": Family("syllogism", {}, "logic", "normal", False),
+}
+
+# Which families make each benchmark kind and each embedded pool group.
+BENCHMARK_FAMILIES = {
+    "normal": ["arithmetic", "equations", "word_problems", "gcd", "lcm", "fractions"],
+    "hard": ["countdown", "puzzle24", "long_chain"],
+    "other": ["knights_knaves", "family", "siblings"],
+}
+POOL_FAMILIES = {
+    "normal_math": BENCHMARK_FAMILIES["normal"],
+    "hard_math": BENCHMARK_FAMILIES["hard"],
+    "other": ["knights_knaves", "family", "siblings", "syllogism"],
+}
+GROUP_OF_KIND = {"normal": "normal_math", "hard": "hard_math", "other": "other"}
+# Benchmarks and pools draw from disjoint seed ranges; decontamination checks it anyway.
+BENCH_SEED_BASE = 9_000_000
+POOL_SEED_BASE = 1_000
+
+RELATIONS = [
+    "mother",
+    "father",
+    "son",
+    "daughter",
+    "husband",
+    "wife",
+    "grandfather",
+    "grandmother",
+    "grandson",
+    "granddaughter",
+    "father-in-law",
+    "mother-in-law",
+    "son-in-law",
+    "daughter-in-law",
+    "brother",
+    "sister",
+    "uncle",
+    "aunt",
+]
+_FORMAT_NOISE = [
+    r"\s*\(Format your answer like:.*?\)\s*$",
+    r"\s*Respond only with the word that describes their relationship\.\s*$",
+]
+
+
+def _stable(*parts: Any) -> int:
+    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+
+@lru_cache(maxsize=256)
+def _gym_dataset(name: str, config_items: tuple, seed: int, size: int) -> Any:
+    import reasoning_gym as rg
+
+    return rg.create_dataset(name, seed=seed, size=size, **dict(config_items))
+
+
+def _freeze(config: dict[str, Any]) -> tuple:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in config.items()))
+
+
+def gym_entry(example: dict[str, Any]) -> dict[str, Any]:
+    """Regenerate the reasoning-gym entry behind an example (for its verifier)."""
+    g = example["gym"]
+    ds = _gym_dataset(g["dataset"], _freeze(g["config"]), g["seed"], g["size"])
+    return ds[g["index"]]
+
+
+def _choice_options(fam: Family, entry: dict[str, Any], rng: random.Random) -> list[str]:
+    """Build three wrong options beside the right one, each plausible for the family."""
+    gold = str(entry["answer"]).strip()
+    if fam.dataset == "knights_knaves":
+        names = [str(n) for n in entry["metadata"]["names"]]
+        terms = entry["metadata"]["knight_knave_terms"]
+        options = set()
+        for mask in range(2 ** len(names)):
+            roles = [
+                terms["a_knight"] if mask >> i & 1 else terms["a_knave"] for i in range(len(names))
+            ]
+            options.add(
+                ", and ".join(f"{n} is {r}" for n, r in zip(names, roles, strict=True)) + "."
+            )
+        wrong = sorted(options - {gold})
+    elif fam.dataset == "family_relationships":
+        wrong = [r for r in RELATIONS if r != gold]
+    else:  # numeric answers: nearby numbers
+        n = int(gold)
+        wrong = sorted(
+            {str(x) for x in (n - 2, n - 1, n + 1, n + 2, n * 2, n + 3) if x >= 0} - {gold}
+        )
+    return rng.sample(wrong, 3)
+
+
+def _clean_question(text: str) -> str:
+    for pat in _FORMAT_NOISE:
+        text = re.sub(pat, "", text, flags=re.S)
+    return text.strip()
+
+
+def make_example(
+    family: str,
+    seed: int,
+    size: int,
+    index: int,
+    group: str,
+    pid: str,
+    as_choice: bool | None = None,
+) -> dict[str, Any]:
+    """Build one problem record from a reasoning-gym family."""
+    fam = FAMILIES[family]
+    ds = _gym_dataset(fam.dataset, _freeze(fam.config), seed, size)
+    entry = ds[index]
+    record: dict[str, Any] = {
+        "id": pid,
+        "group": group,
+        "family": family,
+        "domain": fam.domain,
+        "difficulty": fam.difficulty,
+        "source": f"reasoning_gym/{fam.dataset}",
+        "gym": {
+            "dataset": fam.dataset,
+            "config": fam.config,
+            "seed": seed,
+            "size": size,
+            "index": index,
+        },
+    }
+    choice = fam.choice if as_choice is None else as_choice
+    if choice:
+        rng = random.Random(_stable(pid, "choices"))
+        options = [str(entry["answer"]).strip(), *_choice_options(fam, entry, rng)]
+        rng.shuffle(options)
+        letter = "ABCD"[options.index(str(entry["answer"]).strip())]
+        body = _clean_question(entry["question"])
+        listing = "\n".join(f"({L}) {o}" for L, o in zip("ABCD", options, strict=True))
+        record.update(
+            question=f"{body}\n\n{listing}\n\nAnswer with the letter of the correct option.",
+            answer=letter,
+            answer_type="choice",
+            choices=options,
+        )
+    else:
+        record.update(
+            question=entry["question"].strip(),
+            answer=str(entry["answer"]).strip(),
+            answer_type="gym",
+            choices=None,
+        )
+    return record
+
+
+def build_embedded(
+    kind_families: list[str],
+    size: int,
+    seed_base: int,
+    group: str,
+    prefix: str,
+    mixed_choice: bool = False,
+) -> list[dict[str, Any]]:
+    """Draw size problems round-robin across families, each family from its own seed."""
+    per = [
+        size // len(kind_families) + (i < size % len(kind_families))
+        for i in range(len(kind_families))
+    ]
+    out = []
+    for fam, n in zip(kind_families, per, strict=True):
+        seed = seed_base + _stable(fam) % 100_000
+        for i in range(n):
+            # In training pools, half the choice-capable problems appear in open form too.
+            as_choice = (i % 2 == 0) if (mixed_choice and FAMILIES[fam].choice) else None
+            out.append(
+                make_example(fam, seed, max(n, 1), i, group, f"{prefix}-{fam}-{i:04d}", as_choice)
+            )
+    order = sorted(range(len(out)), key=lambda j: (j % max(per), j))
+    return [out[j] for j in order]
+
+
+# --------------------------------------------------------------------------- benchmarks
+
+
+def _load_rows(path: str, split: str) -> list[dict[str, Any]]:
+    """Read a local file (jsonl, json, csv, parquet) or a hub dataset id into rows."""
+    from datasets import load_dataset
+
+    p = Path(path)
+    if p.exists():
+        fmt = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(
+            p.suffix
+        )
+        if fmt is None:
+            raise ValueError(f"{rel(p)}: expected a .jsonl, .json, .csv or .parquet file")
+        ds = load_dataset(fmt, data_files=str(p), split="train")
+    else:
+        ds = load_dataset(path, split=split)  # hub access: only on an online box
+    return [dict(r) for r in ds]
+
+
+def _need(row: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    missing = [k for k in keys if k not in row]
+    if missing:
+        raise ValueError(f"{where}: expected the field(s) {missing}, found {sorted(row)}")
+
+
+def load_math500(path: str, size: int | None = None) -> list[dict[str, Any]]:
+    """Load MATH-500 (fields problem, answer, subject, level, unique_id)."""
+    rows = _load_rows(path, "test")[:size]
+    out = []
+    for i, r in enumerate(rows):
+        _need(r, ("problem", "answer"), f"{path}, row {i}")
+        out.append(
+            {
+                "id": f"math500-{r.get('unique_id', i)}",
+                "group": "normal_math",
+                "family": str(r.get("subject", "math")),
+                "domain": "math",
+                "difficulty": f"level{r.get('level', '?')}",
+                "source": "MATH-500",
+                "question": r["problem"],
+                "answer": str(r["answer"]),
+                "answer_type": "math",
+                "choices": None,
+            }
+        )
+    return out
+
+
+def load_aime2024(path: str, size: int | None = None) -> list[dict[str, Any]]:
+    """Load AIME 2024 (fields Problem, Answer, ID; lower-case names accepted)."""
+    rows = _load_rows(path, "train")[:size]
+    out = []
+    for i, r in enumerate(rows):
+        r = {k.lower(): v for k, v in r.items()}
+        _need(r, ("problem", "answer"), f"{path}, row {i}")
+        out.append(
+            {
+                "id": f"aime2024-{r.get('id', i)}",
+                "group": "hard_math",
+                "family": "aime",
+                "domain": "math",
+                "difficulty": "hard",
+                "source": "AIME 2024",
+                "question": r["problem"],
+                "answer": str(r["answer"]).strip(),
+                "answer_type": "math",
+                "choices": None,
+            }
+        )
+    return out
+
+
+def load_gpqa_diamond(path: str, size: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """Load GPQA Diamond (Question, Correct Answer, Incorrect Answer 1-3), shuffled choices."""
+    rows = _load_rows(path, "train")[:size]
+    keys = (
+        "Question",
+        "Correct Answer",
+        "Incorrect Answer 1",
+        "Incorrect Answer 2",
+        "Incorrect Answer 3",
+    )
+    out = []
+    for i, r in enumerate(rows):
+        _need(r, keys, f"{path}, row {i}")
+        options = [str(r[k]).strip() for k in keys[1:]]
+        gold = options[0]
+        rid = r.get("Record ID", i)
+        random.Random(_stable(seed, rid)).shuffle(options)
+        listing = "\n".join(f"({L}) {o}" for L, o in zip("ABCD", options, strict=True))
+        out.append(
+            {
+                "id": f"gpqa-{rid}",
+                "group": "other",
+                "family": str(r.get("Subdomain", "science")),
+                "domain": str(r.get("High-level domain", "science")).lower(),
+                "difficulty": "hard",
+                "source": "GPQA Diamond",
+                "question": f"{r['Question'].strip()}\n\n{listing}\n\nAnswer with the "
+                f"letter of the correct option.",
+                "answer": "ABCD"[options.index(gold)],
+                "answer_type": "choice",
+                "choices": options,
+            }
+        )
+    return out
+
+
+def build_benchmark(name: str, cfg: Any, seed: int = 0) -> list[dict[str, Any]]:
+    """Build one benchmark from its profile entry (embedded or a real loader)."""
+    if cfg.source == "embedded":
+        rows = build_embedded(
+            BENCHMARK_FAMILIES[cfg.kind],
+            cfg.size,
+            BENCH_SEED_BASE,
+            GROUP_OF_KIND[cfg.kind],
+            f"bench-{name}",
+        )
+    elif cfg.source == "math500":
+        rows = load_math500(cfg.path or "HuggingFaceH4/MATH-500", cfg.size)
+    elif cfg.source == "aime2024":
+        rows = load_aime2024(cfg.path or "Maxwell-Jia/AIME_2024", cfg.size)
+    else:
+        rows = load_gpqa_diamond(cfg.path or "Idavidrein/gpqa", cfg.size, seed)
+    for r in rows:
+        r["benchmark"] = name
+    return rows
+
+
+def benchmarks_dir(rdir: Path) -> Path:
+    """Return the folder that holds a run's benchmark files."""
+    return Path(rdir) / "benchmarks"
+
+
+def load_benchmarks(profile: Any, rdir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Build (once) and read every benchmark the profile names, as {name: examples}."""
+    out = {}
+    for name, cfg in profile.benchmarks.items():
+        path = benchmarks_dir(rdir) / f"{name}.jsonl"
+        if not path.exists():
+            write_jsonl(path, build_benchmark(name, cfg, profile.seed))
+        rows = read_jsonl(path)
+        if len(rows) != cfg.size and cfg.source == "embedded":
+            write_jsonl(path, build_benchmark(name, cfg, profile.seed))
+            rows = read_jsonl(path)
+        out[name] = rows
+    return out
+
+
+# --------------------------------------------------------------------------- overlap
+
+
+def _norm_words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    """Return the word n-grams of a text (lower-cased, punctuation dropped)."""
+    w = _norm_words(text)
+    return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
+
+
+def overlapping(
+    candidates: list[dict[str, Any]],
+    references: list[dict[str, Any]],
+    n: int = 8,
+    threshold: float = 0.5,
+) -> set[str]:
+    """Ids of candidates that match a reference exactly or share most instance-specific n-grams.
+
+    N-grams that many questions share are template text, not content, so they are ignored.
+    """
+    all_qs = [c["question"] for c in candidates] + [r["question"] for r in references]
+    df: Counter = Counter()
+    for q in all_qs:
+        df.update(ngrams(q, n))
+    common = {g for g, c in df.items() if c > max(2, len(all_qs) // 100)}
+    exact = {" ".join(_norm_words(r["question"])) for r in references}
+    ref_grams = [ngrams(r["question"], n) - common for r in references]
+    index: dict[tuple[str, ...], list[int]] = {}
+    for j, grams in enumerate(ref_grams):
+        for g in grams:
+            index.setdefault(g, []).append(j)
+    flagged = set()
+    for c in candidates:
+        if " ".join(_norm_words(c["question"])) in exact:
+            flagged.add(c["id"])
+            continue
+        grams = ngrams(c["question"], n) - common
+        hits = Counter(j for g in grams for j in index.get(g, ()))
+        if any(
+            k / max(1, min(len(grams), len(ref_grams[j]))) >= threshold for j, k in hits.items()
+        ):
+            flagged.add(c["id"])
+    return flagged

@@ -1,0 +1,100 @@
+"""Profile validation: every bad-input kind stops with one message naming file, key, expected, found."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from helpers.config import ProfileError, load_profile
+
+GOOD = textwrap.dedent("""\
+    run: t
+    benchmarks:
+      normal: {kind: normal, size: 4}
+    pools:
+      normal_math: {size: 4}
+      hard_math: {size: 4}
+    mixtures:
+      small: {size: 4, ratios: {normal_math: 0.5, hard_math: 0.5}}
+    variants:
+      - {name: backbone, kind: backbone}
+      - {name: sft_small, kind: sft, mixture: small}
+""")
+
+
+def write(tmp_path, text):
+    p = tmp_path / "p.yaml"
+    p.write_text(text)
+    return p
+
+
+def error_of(tmp_path, text):
+    with pytest.raises(ProfileError) as exc:
+        load_profile(write(tmp_path, text))
+    return str(exc.value)
+
+
+def test_good_profile_loads(tmp_path):
+    prof = load_profile(write(tmp_path, GOOD))
+    assert prof.run == "t" and [v.name for v in prof.variants] == ["backbone", "sft_small"]
+
+
+@pytest.mark.parametrize("name", ["smoke", "tiny", "paper"])
+def test_shipped_profiles_validate(name):
+    prof = load_profile(f"params/{name}.yaml")
+    assert prof.run == name
+
+
+def test_unknown_key_with_did_you_mean(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace("run: t", "run: t\ngenration: {}"))
+    assert "p.yaml" in msg and "key 'genration'" in msg
+    assert "unknown key" in msg and "did you mean 'generation'" in msg
+
+
+def test_nested_unknown_key(tmp_path):
+    msg = error_of(tmp_path, GOOD + "sft: {learning_rat: 0.1}\n")
+    assert "key 'sft.learning_rat'" in msg and "did you mean 'learning_rate'" in msg
+
+
+def test_wrong_type(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace("size: 4}\npools", "size: many}\npools"))
+    assert "key 'benchmarks.normal.size'" in msg
+    assert "expected a value of type int" in msg and "'many'" in msg
+
+
+def test_impossible_size(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace("normal_math: {size: 4}", "normal_math: {size: 0}"))
+    assert "key 'pools.normal_math.size'" in msg and "expected a number >= 1" in msg
+    assert "found 0" in msg
+
+
+def test_ratios_must_sum_to_one(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace("hard_math: 0.5}", "hard_math: 0.2}"))
+    assert "key 'mixtures.small'" in msg and "ratios must sum to 1, found 0.7" in msg
+
+
+def test_variant_naming_unknown_input(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace("mixture: small", "mixture: big"))
+    assert "variant 'sft_small' names mixture 'big'" in msg and "['small']" in msg
+
+
+def test_missing_file(tmp_path):
+    msg = error_of(tmp_path, GOOD + "prompt_file: prompts/nope.txt\n")
+    assert "key 'prompt_file'" in msg and "expected an existing file" in msg
+    assert "prompts/nope.txt" in msg
+
+
+def test_malformed_yaml_names_line(tmp_path):
+    msg = error_of(tmp_path, GOOD + "sft: {method: lora\n  epochs: [1,\n")
+    assert "p.yaml, line" in msg and "malformed YAML" in msg
+
+
+def test_error_names_line_of_key(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace("run: t", "run: t\nseed: x"))
+    assert "line 2" in msg
+
+
+def test_missing_profile_file(tmp_path):
+    with pytest.raises(ProfileError, match="no such profile file"):
+        load_profile(tmp_path / "absent.yaml")

@@ -1,0 +1,110 @@
+"""Answer extraction and grading, including the pitfalls users of such graders reported."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers.formatting import format_response
+from helpers.grading import extract_answer, extract_choice, grade, last_boxed, math_equal
+
+
+def math_ex(answer):
+    return {"answer": answer, "answer_type": "math"}
+
+
+def mc_ex(letter):
+    return {"answer": letter, "answer_type": "choice"}
+
+
+def test_last_boxed_nested_braces():
+    assert last_boxed(r"so \boxed{\frac{1}{2}} and") == r"\frac{1}{2}"
+    assert last_boxed(r"\boxed{1} then \boxed{2}") == "2"
+    assert last_boxed(r"\boxed{unclosed") is None
+
+
+@given(st.integers(-(10**6), 10**6))
+def test_boxed_integer_round_trip(n):
+    resp = format_response("thinking", f"The result is \\boxed{{{n}}}.")
+    assert grade(resp, math_ex(str(n))).correct
+
+
+def test_several_boxed_answers_take_the_last():
+    resp = format_response("t", r"First \boxed{3}, corrected: \boxed{5}")
+    assert extract_answer(resp) == ("5", "solution")
+    assert grade(resp, math_ex("5")).correct and not grade(resp, math_ex("35")).correct
+
+
+def test_bold_answer():
+    resp = format_response("t", "The answer is **73**.")
+    assert extract_answer(resp)[0] == "73"
+    assert grade(resp, math_ex("73")).correct
+
+
+def test_fraction_vs_decimal_and_latex_variants():
+    assert math_equal("1/2", "0.5")
+    assert math_equal(r"\frac{1}{2}", "1/2")
+    assert math_equal(r"\dfrac{3}{4}", r"\frac{3}{4}")
+    assert not math_equal("1/2", "0.6")
+
+
+def test_solution_preferred_over_thought():
+    resp = format_response(r"maybe \boxed{4}", r"\boxed{5}")
+    assert extract_answer(resp) == ("5", "solution")
+
+
+def test_thought_used_only_without_solution_and_recorded():
+    resp = "<|begin_of_thought|>\n\nso \\boxed{7}\n\n<|end_of_thought|>"
+    assert extract_answer(resp) == ("7", "thought")
+
+
+def test_no_answer_at_all():
+    assert extract_answer("I am not sure.") == (None, "none")
+    assert not grade("I am not sure.", math_ex("1")).correct
+
+
+def test_truncated_counts_wrong_and_is_flagged():
+    g = grade(format_response("t", r"\boxed{9}"), math_ex("9"), stop_reason="length")
+    assert not g.correct and g.truncated
+
+
+@pytest.mark.parametrize(
+    "resp,letter",
+    [
+        (format_response("t", r"\boxed{C}"), "C"),
+        (format_response("t", r"\boxed{(b)}"), "B"),
+        (format_response("t", r"\boxed{\text{D}}"), "D"),
+        ("The answer is (C).", "C"),
+        ("Answer: d", "D"),
+        ("Let me see.\n\nB", "B"),
+    ],
+)
+def test_choice_explicit_letters(resp, letter):
+    assert extract_choice(resp)[0] == letter
+
+
+@pytest.mark.parametrize(
+    "resp",
+    [
+        "Alright, let me think about Alice and Bob.",
+        "A knight always tells the truth. I think so.",
+        "Both options A and B look plausible but I cannot decide.",
+    ],
+)
+def test_choice_never_a_stray_capital(resp):
+    assert extract_choice(resp)[0] is None
+    assert not grade(resp, mc_ex("A")).correct
+
+
+def test_gym_verifier_accepts_any_valid_countdown_expression():
+    from helpers.config import BenchmarkCfg
+    from helpers.tasks import build_benchmark
+
+    ex = next(
+        r
+        for r in build_benchmark("h", BenchmarkCfg(kind="hard", size=3))
+        if r["family"] == "countdown"
+    )
+    assert grade(format_response("t", f"\\boxed{{{ex['answer']}}}"), ex).correct
+    assert not grade(format_response("t", r"\boxed{1+1}"), ex).correct
