@@ -99,6 +99,7 @@ class UnifyCfg(Strict):
     near_duplicate_jaccard: Rate = 0.9
     completer_epochs: PosInt = 1
     completer_examples: PosInt = 32
+    solution_max_tokens: PosInt = 128
 
 
 class TrainCfg(Strict):
@@ -124,6 +125,7 @@ class VariantCfg(Strict):
     mixture: str | None = None
     explore_iterations: Annotated[int, Field(ge=0)] = 0
     init: str | None = None
+    paper_rows: list[str] = []  # rows of the paper's tables this variant reproduces
 
 
 class Profile(Strict):

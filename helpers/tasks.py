@@ -427,7 +427,7 @@ def overlapping(
     df: Counter = Counter()
     for q in all_qs:
         df.update(ngrams(q, n))
-    common = {g for g, c in df.items() if c > max(2, len(all_qs) // 100)}
+    common = {g for g, c in df.items() if c > max(5, len(all_qs) // 50)}
     exact = {" ".join(_norm_words(r["question"])) for r in references}
     ref_grams = [ngrams(r["question"], n) - common for r in references]
     index: dict[tuple[str, ...], list[int]] = {}
@@ -446,3 +446,37 @@ def overlapping(
         ):
             flagged.add(c["id"])
     return flagged
+
+
+def build_pools(
+    profile: Any, benchmarks: dict[str, list[dict[str, Any]]]
+) -> tuple[list[dict[str, Any]], int]:
+    """Build the training pools, dropping any problem that overlaps a benchmark.
+
+    Returns (problems, how many were dropped as overlapping).
+    """
+    rows: list[dict[str, Any]] = []
+    for group, cfg in profile.pools.items():
+        if cfg.source != "embedded":
+            raise NotImplementedError(
+                f"pools.{group}.source '{cfg.source}': real-source loaders are not built yet"
+            )
+        rows += build_embedded(
+            POOL_FAMILIES[group],
+            cfg.size,
+            POOL_SEED_BASE + 7919 * profile.seed,
+            group,
+            f"pool-{group}",
+            mixed_choice=True,
+        )
+    refs = [r for rs in benchmarks.values() for r in rs]
+    flagged = overlapping(rows, refs)
+    return [r for r in rows if r["id"] not in flagged], len(flagged)
+
+
+def pool_table(problems: list[dict[str, Any]]) -> Any:
+    """Problems per group, family and difficulty."""
+    import pandas as pd
+
+    df = pd.DataFrame(problems)
+    return df.groupby(["group", "family", "difficulty"]).size().rename("problems").to_frame()

@@ -1,0 +1,152 @@
+"""Collection: several rollouts per problem per teacher, each auto-labelled by the grader."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .formatting import chat_messages
+from .generation import OpenAIBackend, Prompt, SamplingCfg
+from .grading import grade
+from .tasks import _stable
+from .teachers import respond
+
+PROBLEM_KEYS = (
+    "group",
+    "family",
+    "domain",
+    "difficulty",
+    "question",
+    "answer",
+    "answer_type",
+    "choices",
+    "source",
+    "gym",
+)
+
+
+def _record(
+    problem: dict[str, Any],
+    teacher: Any,
+    rollout: int,
+    text: str,
+    stop: str,
+    tokens: int,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    g = grade(text, problem, stop)
+    return {
+        "id": f"{problem['id']}:{teacher.name}:{rollout}",
+        "problem_id": problem["id"],
+        **{k: problem.get(k) for k in PROBLEM_KEYS},
+        "teacher": teacher.name,
+        "style": teacher.style,
+        "rollout": rollout,
+        "response": text,
+        "stop_reason": stop,
+        "tokens": tokens,
+        "label": "correct" if g.correct else "incorrect",
+        "extracted_answer": g.answer,
+        **extra,
+    }
+
+
+def collect_embedded(
+    problems: list[dict[str, Any]], teacher: Any, seed: int
+) -> list[dict[str, Any]]:
+    """Rollouts of an embedded teacher (wording and defects vary with the rollout seed)."""
+    out = []
+    for p in tqdm(problems, desc=teacher.name, unit="problem"):
+        for k in range(teacher.rollouts):
+            r = respond(p, teacher.style, teacher.defects, _stable(seed, teacher.name, p["id"], k))
+            stop = "length" if "truncation" in r["defects"] else "end_of_turn"
+            out.append(
+                _record(
+                    p,
+                    teacher,
+                    k,
+                    r["text"],
+                    stop,
+                    len(r["text"].split()),
+                    {"defects": r["defects"]},
+                )
+            )
+    return out
+
+
+def collect_openai(
+    problems: list[dict[str, Any]], teacher: Any, api_key: str | None, cache_dir: Path, seed: int
+) -> list[dict[str, Any]]:
+    """Rollouts of a real teacher behind an OpenAI-compatible endpoint (resumable)."""
+    backend = OpenAIBackend(
+        teacher.base_url,
+        teacher.api_model,
+        api_key,
+        cache_path=Path(cache_dir) / f"{teacher.name}.partial.jsonl",
+        reasoning_field=teacher.reasoning_field,
+    )
+    prompts = [Prompt(chat_messages(p["question"], prompt="")) for p in problems]
+    outs = backend.generate(
+        prompts,
+        SamplingCfg(
+            n=teacher.rollouts,
+            temperature=0.7,
+            max_new_tokens=teacher.max_new_tokens,
+            seed=seed,
+            stop=(),
+        ),
+    )
+    records = []
+    for p, comps in zip(problems, outs, strict=True):
+        for k, c in enumerate(comps):
+            # DeepSeek-R1's API returns the thought in a separate field: mark it off as R1 does.
+            text = f"<think>\n{c.reasoning}\n</think>\n\n{c.text}" if c.reasoning else c.text
+            records.append(
+                _record(
+                    p,
+                    teacher,
+                    k,
+                    text,
+                    c.stop_reason,
+                    c.tokens,
+                    {"defects": None, "prompt_tokens": c.extra.get("prompt_tokens", 0)},
+                )
+            )
+    return records
+
+
+def collection_summary(records: list[dict[str, Any]]) -> Any:
+    """Count, accuracy and mean length by teacher, group and difficulty."""
+    import pandas as pd
+
+    df = pd.DataFrame(records)
+    df["correct"] = df["label"] == "correct"
+    return (
+        df.groupby(["teacher", "group", "difficulty"])
+        .agg(
+            responses=("id", "count"), accuracy=("correct", "mean"), mean_tokens=("tokens", "mean")
+        )
+        .assign(
+            accuracy=lambda d: (100 * d.accuracy).round(1),
+            mean_tokens=lambda d: d.mean_tokens.round(0),
+        )
+    )
+
+
+def token_cost(records: list[dict[str, Any]]) -> dict[str, int]:
+    """Completion tokens spent per teacher."""
+    cost: dict[str, int] = defaultdict(int)
+    for r in records:
+        cost[r["teacher"]] += int(r["tokens"])
+    return dict(cost)
+
+
+def example_response(
+    records: list[dict[str, Any]], teacher: str, prefer_group: str
+) -> dict[str, Any]:
+    """One response of a teacher, from the preferred group when it has any."""
+    mine = [r for r in records if r["teacher"] == teacher]
+    return next((r for r in mine if r["group"] == prefer_group), mine[0])

@@ -1,0 +1,53 @@
+"""Data mixtures by domain group and difficulty, with their statistics (stage 03)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+
+def build_mixture(
+    demos: list[dict[str, Any]], size: int, ratios: dict[str, float], seed: int
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Sample a mixture; spread over distinct problems first. Return (mixture, shortfall)."""
+    rng = random.Random(seed)
+    groups = list(ratios)
+    targets = {g: round(size * ratios[g]) for g in groups}
+    targets[groups[-1]] += size - sum(targets.values())  # rounding goes to the last group
+    out, shortfall = [], {}
+    for g in groups:
+        pool = [d for d in demos if d["group"] == g]
+        rng.shuffle(pool)
+        seen: set[str] = set()
+        first = [d for d in pool if not (d["problem_id"] in seen or seen.add(d["problem_id"]))]
+        rest = [d for d in pool if d not in first]
+        chosen = (first + rest)[: targets[g]]
+        if len(chosen) < targets[g]:
+            shortfall[g] = targets[g] - len(chosen)
+        out += chosen
+    rng.shuffle(out)
+    return out, shortfall
+
+
+def mixture_stats(
+    name: str, mixture: list[dict[str, Any]], shortfall: dict[str, int]
+) -> dict[str, Any]:
+    """Size, share per group, and thought length (words) of a mixture."""
+    n = max(1, len(mixture))
+    groups = sorted({d["group"] for d in mixture})
+    lengths = [d["thought_words"] for d in mixture]
+    return {
+        "mixture": name,
+        "size": len(mixture),
+        "share": {g: round(sum(d["group"] == g for d in mixture) / n, 3) for g in groups},
+        "mean_thought_words": round(sum(lengths) / n, 1),
+        "thought_words_by_group": {
+            g: round(
+                sum(d["thought_words"] for d in mixture if d["group"] == g)
+                / max(1, sum(d["group"] == g for d in mixture)),
+                1,
+            )
+            for g in groups
+        },
+        "shortfall": shortfall,
+    }

@@ -1,0 +1,73 @@
+"""Plots for the notebooks and the report: loss curves, thought lengths, accuracies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless under Papermill; notebooks still display the returned figure
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+
+def _save(fig: Any, path: Path | None) -> Any:
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def loss_curve(history: list[dict[str, Any]], title: str, path: Path | None = None) -> Any:
+    """Training loss per logged step."""
+    fig, ax = plt.subplots(figsize=(5, 3))
+    steps = [h.get("step", i + 1) for i, h in enumerate(history)]
+    ax.plot(steps, [h["loss"] for h in history], marker="o", ms=3)
+    ax.set(xlabel="step", ylabel="loss", title=title)
+    return _save(fig, path)
+
+
+def thought_lengths(
+    demos: list[dict[str, Any]], path: Path | None = None, by: str = "group"
+) -> Any:
+    """Distribution of thought length (words) per group."""
+    import pandas as pd
+
+    df = pd.DataFrame(demos)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    if len(df):
+        sns.boxplot(data=df, x=by, y="thought_words", ax=ax, hue=by, legend=False)
+    ax.set(xlabel=by, ylabel="thought length (words)", title="Thought length by " + by)
+    return _save(fig, path)
+
+
+def accuracy_bars(table: Any, path: Path | None = None) -> Any:
+    """Accuracy per variant and benchmark (ours), from a long table variant/benchmark/accuracy."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    if len(table):
+        sns.barplot(data=table, x="variant", y="accuracy", hue="benchmark", ax=ax)
+    ax.set(ylabel="accuracy (%)", title="Accuracy per variant and benchmark")
+    ax.tick_params(axis="x", rotation=20)
+    return _save(fig, path)
+
+
+def accuracy_vs_length(table: Any, path: Path | None = None) -> Any:
+    """Accuracy against mean thought length of the training mixture."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    if len(table):
+        sns.scatterplot(
+            data=table,
+            x="thought_words",
+            y="accuracy",
+            hue="benchmark",
+            style="variant",
+            ax=ax,
+            s=60,
+        )
+    ax.set(
+        xlabel="mean thought length of training data (words)",
+        ylabel="accuracy (%)",
+        title="Accuracy vs. thought length",
+    )
+    return _save(fig, path)

@@ -1,0 +1,217 @@
+"""SFT with TRL's SFTTrainer: loss on the response only, LoRA or full, one GPU or many.
+
+Every variant trains from the backbone. With more than one GPU configured, training runs under
+`accelerate launch` with the profile's DeepSpeed config: `python -m helpers.training SPEC.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .artifacts import write_json, write_jsonl
+from .formatting import user_turn
+from .paths import rel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SFTSpec:
+    """Everything one SFT run needs; serialisable so a multi-GPU launch can read it."""
+
+    model: str
+    data: list[dict[str, Any]]  # records with question and combined_text
+    out_dir: str
+    prompt: str
+    method: str = "lora"
+    learning_rate: float = 1e-4
+    epochs: float = 1.0
+    per_device_batch_size: int = 4
+    gradient_accumulation: int = 1
+    max_length: int = 1024
+    lora_r: int = 16
+    lora_alpha: int = 32
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    lr_scheduler: str = "cosine"
+    num_gpus: int = 1
+    deepspeed_config: str | None = None
+    max_steps: int = -1
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def spec_from_profile(
+    profile: Any, model: str, data: list[dict[str, Any]], out_dir: Path, prompt: str
+) -> SFTSpec:
+    """Build an SFTSpec from a profile's sft section."""
+    s = profile.sft
+    return SFTSpec(
+        model=model,
+        data=data,
+        out_dir=str(out_dir),
+        prompt=prompt,
+        method=s.method,
+        learning_rate=s.learning_rate,
+        epochs=s.epochs,
+        per_device_batch_size=s.per_device_batch_size,
+        gradient_accumulation=s.gradient_accumulation,
+        max_length=s.max_length,
+        lora_r=s.lora_r,
+        lora_alpha=s.lora_alpha,
+        warmup_ratio=s.warmup_ratio,
+        weight_decay=s.weight_decay,
+        lr_scheduler=s.lr_scheduler,
+        num_gpus=s.num_gpus,
+        deepspeed_config=s.deepspeed_config,
+        max_steps=s.max_steps,
+        seed=profile.seed,
+    )
+
+
+def to_conversations(data: list[dict[str, Any]], prompt: str) -> list[dict[str, Any]]:
+    """Turn demonstrations into TRL prompt/completion conversations (prompt in the user turn)."""
+    return [
+        {
+            "prompt": [{"role": "user", "content": user_turn(r["question"], prompt)}],
+            "completion": [{"role": "assistant", "content": r["combined_text"]}],
+        }
+        for r in data
+    ]
+
+
+def render_training_text(tokenizer: Any, example: dict[str, Any]) -> str:
+    """Render one conversation the way training sees it (to check nothing is stripped)."""
+    return tokenizer.apply_chat_template(example["prompt"] + example["completion"], tokenize=False)
+
+
+def train_sft(spec: SFTSpec) -> dict[str, Any]:
+    """Train and save a checkpoint (merged when LoRA) with its log; return a summary."""
+    if spec.num_gpus > 1:
+        return _launch_distributed(spec)
+    return _train(spec)
+
+
+def _launch_distributed(spec: SFTSpec) -> dict[str, Any]:
+    out = Path(spec.out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec_path = out.with_name(out.name + ".spec.json")
+    write_json(spec_path, asdict(spec))
+    cmd = ["accelerate", "launch", "--num_processes", str(spec.num_gpus)]
+    if spec.deepspeed_config:
+        from .config import resolve_path
+
+        cmd += [
+            "--use_deepspeed",
+            "--deepspeed_config_file",
+            str(resolve_path(spec.deepspeed_config)),
+        ]
+    cmd += ["-m", "helpers.training", str(spec_path)]
+    log.info("launching: %s", " ".join(cmd))
+    subprocess.run(cmd, check=True)
+    return json.loads((out / "train_summary.json").read_text())
+
+
+def _train(spec: SFTSpec) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from .models import cpu_has_fast_bf16, load_tokenizer, resolve_model_path, save_model
+
+    t0 = time.time()
+    cuda = torch.cuda.is_available()
+    bf16 = cuda or cpu_has_fast_bf16()
+    path = resolve_model_path(spec.model)
+    tok = load_tokenizer(spec.model)
+    tok.padding_side = "right"
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.bfloat16 if bf16 and spec.method == "full" else torch.float32
+    )
+    ds = Dataset.from_list(to_conversations(spec.data, spec.prompt))
+    out = Path(spec.out_dir)
+    work = out.with_name(out.name + ".work")
+    cfg = SFTConfig(
+        output_dir=str(work),
+        learning_rate=spec.learning_rate,
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps,
+        per_device_train_batch_size=spec.per_device_batch_size,
+        gradient_accumulation_steps=spec.gradient_accumulation,
+        max_length=spec.max_length,
+        warmup_steps=spec.warmup_ratio,  # a float below 1 is a ratio in transformers 5
+        weight_decay=spec.weight_decay,
+        lr_scheduler_type=spec.lr_scheduler,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=spec.seed,
+        use_cpu=not cuda,
+        bf16=bf16,
+        completion_only_loss=True,
+        disable_tqdm=False,
+        gradient_checkpointing=spec.method == "full" and cuda,
+    )
+    peft_cfg = (
+        LoraConfig(
+            r=spec.lora_r,
+            lora_alpha=spec.lora_alpha,
+            lora_dropout=0.0,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+        if spec.method == "lora"
+        else None
+    )
+    trainer = SFTTrainer(
+        model=model, args=cfg, train_dataset=ds, processing_class=tok, peft_config=peft_cfg
+    )
+    result = trainer.train()
+    trained = trainer.model
+    if spec.method == "lora":
+        trained = trained.merge_and_unload()
+    trained = trained.to(torch.float32) if not cuda else trained
+    if trainer.accelerator.is_main_process:
+        tok.padding_side = "left"
+        save_model(trained, tok, out)
+        history = [h for h in trainer.state.log_history if "loss" in h]
+        write_jsonl(out / "train_log.jsonl", history)
+        n_tokens = (
+            sum(int(sum(x)) for x in trainer.train_dataset["completion_mask"])
+            if "completion_mask" in trainer.train_dataset.column_names
+            else None
+        )
+        summary = {
+            "model": spec.model,
+            "examples": len(spec.data),
+            "method": spec.method,
+            "steps": trainer.state.global_step,
+            "train_loss": result.training_loss,
+            "seconds": round(time.time() - t0, 1),
+            "completion_tokens": n_tokens,
+            "data_ids": [r.get("id") for r in spec.data],
+        }
+        write_json(out / "train_summary.json", summary)
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+        log.info("saved %s", rel(out))
+        return summary
+    return {}
+
+
+if __name__ == "__main__":  # the multi-GPU entry point that accelerate launches
+    logging.basicConfig(level=logging.INFO)
+    _spec = SFTSpec(**json.loads(Path(sys.argv[1]).read_text()))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _train(_spec)

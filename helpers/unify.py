@@ -1,0 +1,214 @@
+"""Unify distilled responses into the thought/solution format and clean them (stage 02)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from . import filters
+from .formatting import (
+    BEGIN_SOLUTION,
+    BEGIN_THOUGHT,
+    END_SOLUTION,
+    END_THOUGHT,
+    chat_messages,
+    format_response,
+    split_r1,
+)
+from .generation import Prompt, SamplingCfg
+from .grading import extract_answer, last_boxed, math_equal
+from .tasks import overlapping
+
+RULES = (
+    "incorrect",
+    "language_mixing",
+    "repetition",
+    "gibberish",
+    "short_thought",
+    "contaminated",
+    "exact_duplicate",
+    "near_duplicate",
+    "solution_disagrees",
+)
+
+
+def split_thought(record: dict[str, Any]) -> tuple[str, str | None]:
+    """Return (thought, solution or None): R1 responses split at </think>; QwQ keep one stream."""
+    if record["style"] == "r1":
+        parts = split_r1(record["response"])
+        if parts:
+            return parts
+        return record["response"].replace("<think>", "").strip(), None
+    return record["response"].strip(), None
+
+
+def clean(
+    records: list[dict[str, Any]], benchmarks: dict[str, list[dict[str, Any]]], cfg: Any
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Apply the rules in order; return (kept, rejected), each rejected one naming its rule."""
+    kept, rejected = [], []
+    refs = [r for rs in benchmarks.values() for r in rs]
+    contaminated = overlapping([{"id": r["id"], "question": r["question"]} for r in records], refs)
+    for r in records:
+        thought, solution = split_thought(r)
+        item = {**r, "thought": thought, "solution": solution}
+        rule = None
+        if r["label"] != "correct":
+            rule = "incorrect"
+        elif filters.has_language_mixing(r["response"]):
+            rule = "language_mixing"
+        elif filters.has_repetition(thought, cfg.repetition_ngram, cfg.repetition_max_share):
+            rule = "repetition"
+        elif filters.is_gibberish(thought):
+            rule = "gibberish"
+        elif filters.too_short(thought, cfg.min_thought_words):
+            rule = "short_thought"
+        elif r["id"] in contaminated:
+            rule = "contaminated"
+        (rejected if rule else kept).append({**item, "rule": rule} if rule else item)
+    exact, near = filters.near_duplicates(kept, "thought", cfg.near_duplicate_jaccard)
+    out = []
+    for i, item in enumerate(kept):
+        if i in exact or i in near:
+            rejected.append({**item, "rule": "exact_duplicate" if i in exact else "near_duplicate"})
+        else:
+            out.append(item)
+    return out, rejected
+
+
+def completion_prompt(item: dict[str, Any], prompt: str) -> Prompt:
+    """Ask a model for the solution part, given the question and the (fixed) thought."""
+    prefix = f"{BEGIN_THOUGHT}\n\n{item['thought']}\n\n{END_THOUGHT}\n\n{BEGIN_SOLUTION}\n\n"
+    return Prompt(chat_messages(item["question"], prompt), prefix)
+
+
+def complete_solutions(
+    backend: Any, items: list[dict[str, Any]], prompt: str, max_new_tokens: int = 128
+) -> list[str]:
+    """Generate the solution part for thoughts that have none (greedy)."""
+    outs = backend.generate(
+        [completion_prompt(it, prompt) for it in items], SamplingCfg(max_new_tokens=max_new_tokens)
+    )
+    return [c[0].text.split(END_SOLUTION)[0].strip() for c in outs]
+
+
+def answers_agree(item: dict[str, Any], solution: str) -> bool:
+    """Does the completed solution state the answer the thought reached?"""
+    thought_ans = last_boxed(item["thought"]) or item.get("extracted_answer")
+    sol_ans, _ = extract_answer(f"{BEGIN_SOLUTION}\n{solution}\n{END_SOLUTION}")
+    if thought_ans is None or sol_ans is None:
+        return False
+    if item["answer_type"] == "choice":
+        return re.sub(r"[^A-D]", "", sol_ans.upper()) == re.sub(r"[^A-D]", "", thought_ans.upper())
+    return math_equal(thought_ans, sol_ans) or sol_ans.replace(" ", "") == thought_ans.replace(
+        " ", ""
+    )
+
+
+def to_demo(item: dict[str, Any], solution: str) -> dict[str, Any]:
+    """A demonstration in the public release's fields plus the project's metadata."""
+    return {
+        "question": item["question"],
+        "combined_text": format_response(item["thought"], solution),
+        "domain": item["domain"],
+        "id": item["id"],
+        "problem_id": item["problem_id"],
+        "group": item["group"],
+        "difficulty": item["difficulty"],
+        "family": item["family"],
+        "teacher": item["teacher"],
+        "thought_words": len(item["thought"].split()),
+    }
+
+
+def filter_report(
+    records: list[dict[str, Any]], rejected: list[dict[str, Any]], demos: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Counts of every rule by teacher and by domain, with totals."""
+    by_teacher: dict[str, Counter] = defaultdict(Counter)
+    by_domain: dict[str, Counter] = defaultdict(Counter)
+    for r in rejected:
+        by_teacher[r["teacher"]][r["rule"]] += 1
+        by_domain[r["domain"]][r["rule"]] += 1
+    totals = Counter(r["rule"] for r in rejected)
+    return {
+        "responses": len(records),
+        "kept": len(demos),
+        "rejected": {rule: totals.get(rule, 0) for rule in RULES},
+        "by_teacher": {
+            t: {rule: c.get(rule, 0) for rule in RULES} for t, c in sorted(by_teacher.items())
+        },
+        "by_domain": {
+            d: {rule: c.get(rule, 0) for rule in RULES} for d, c in sorted(by_domain.items())
+        },
+        "kept_by_teacher": dict(Counter(d["teacher"] for d in demos)),
+    }
+
+
+def rejected_examples(rejected: list[dict[str, Any]], width: int = 300) -> Any:
+    """One rejected example of each rule, for reading."""
+    import pandas as pd
+
+    seen: dict[str, dict[str, Any]] = {}
+    for r in rejected:
+        seen.setdefault(r["rule"], r)
+    return pd.DataFrame(
+        [
+            {
+                "rule": k,
+                "teacher": v["teacher"],
+                "id": v["id"],
+                "response (start)": v["response"][:width],
+            }
+            for k, v in seen.items()
+        ]
+    )
+
+
+def import_release(path: str | Path) -> list[dict[str, Any]]:
+    """Read the public release (JSON lines: question, combined_text, domain) into demos."""
+    from .artifacts import iter_jsonl
+    from .formatting import parse_response
+
+    demos = []
+    for i, r in enumerate(iter_jsonl(path)):
+        missing = [k for k in ("question", "combined_text", "domain") if k not in r]
+        if missing:
+            raise ValueError(f"{path}, line {i + 1}: expected the fields {missing}")
+        parsed = parse_response(r["combined_text"])
+        if not parsed.well_formed:
+            raise ValueError(
+                f"{path}, line {i + 1}: combined_text is not in the thought/solution "
+                f"format ({', '.join(parsed.problems)})"
+            )
+        domain = str(r["domain"]).lower()
+        demos.append(
+            {
+                "question": r["question"],
+                "combined_text": r["combined_text"],
+                "domain": domain,
+                "id": f"release-{i}",
+                "problem_id": f"release-{i}",
+                "group": "normal_math" if domain == "math" else "other",
+                "difficulty": "unknown",
+                "family": domain,
+                "teacher": "release",
+                "thought_words": len((parsed.thought or "").split()),
+            }
+        )
+    return demos
+
+
+def keep_agreeing(
+    items: list[dict[str, Any]], solutions: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Demos whose completed solution agrees with the thought; the rest as rejected records."""
+    demos, rejected = [], []
+    for it, sol in zip(items, solutions, strict=True):
+        if answers_agree(it, sol):
+            demos.append(to_demo(it, sol))
+        else:
+            rejected.append({**it, "solution": sol, "rule": "solution_disagrees"})
+    return demos, rejected

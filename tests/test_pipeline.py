@@ -1,0 +1,52 @@
+"""The runner on the smoke profile: every notebook end to end, then a rerun that skips all."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "helpers.run", "params/smoke.yaml", *args],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+
+
+def test_smoke_profile_end_to_end_then_skips(tmp_outputs):
+    first = run()
+    assert first.returncode == 0, first.stderr[-3000:]
+    rdir = tmp_outputs / "smoke"
+    for artifact in [
+        "collect/responses.jsonl",
+        "unify/demos.jsonl",
+        "unify/filter_report.json",
+        "mix/distill_small.jsonl",
+        "models/sft_small/config.json",
+        "eval/backbone/summary.json",
+        "eval/sft_small/summary.json",
+        "REPORT.md",
+        "tables/table2.md",
+    ]:
+        assert (rdir / artifact).exists(), artifact
+    second = run()
+    assert second.returncode == 0 and "running" not in second.stdout
+    assert second.stdout.count("skip (done, inputs unchanged)") == 7
+    dry = run("--dry-run", "--force")
+    assert dry.stdout.count(" run  <- ") == 7
+
+
+def test_bad_profile_stops_before_running(tmp_outputs, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: x\nbenchmarks: {}\nvariants: []\nseeed: 1\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "helpers.run", str(bad)], capture_output=True, text=True
+    )
+    assert out.returncode == 2 and "did you mean 'seed'" in out.stderr
+    assert not (tmp_outputs / "x").exists()

@@ -1,0 +1,95 @@
+"""Embedded teachers: they really work problems, in two shapes, with seeded wording and defects."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+import pytest
+
+from helpers.config import DefectRates
+from helpers.formatting import format_response, split_r1
+from helpers.grading import grade
+from helpers.tasks import POOL_FAMILIES, POOL_SEED_BASE, build_embedded
+from helpers.teachers import SLIP_NOTE, respond
+
+OP_RE = re.compile(r"(-?\d+(?:/\d+)?) ([-+*/]) (-?\d+(?:/\d+)?) = (-?\d+(?:/\d+)?)")
+
+
+def problems(group, n=24):
+    return build_embedded(
+        POOL_FAMILIES[group], n, POOL_SEED_BASE, group, f"t-{group}", mixed_choice=True
+    )
+
+
+def _holds(a, op, b, c):
+    a, b, c = Fraction(a), Fraction(b), Fraction(c)
+    return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[op] == c
+
+
+@pytest.mark.parametrize("group", ["normal_math", "hard_math"])
+def test_every_stated_step_is_correct_unless_a_marked_slip(group):
+    checked = slips = 0
+    for p in problems(group):
+        for seed in range(4):
+            text = respond(p, "r1", DefectRates(), seed, slip_rate=0.5)["text"]
+            for sentence_start in [m.start() for m in OP_RE.finditer(text)]:
+                m = OP_RE.match(text, sentence_start)
+                checked += 1
+                if not _holds(*m.groups()):
+                    # a wrong step must be followed at once by the slip note and a repair
+                    after = text[m.end() : m.end() + 80]
+                    assert after.startswith(". " + SLIP_NOTE), (p["id"], m.group(0), after)
+                    slips += 1
+    assert checked > 50 and slips > 0
+
+
+@pytest.mark.parametrize("group", ["normal_math", "hard_math", "other"])
+def test_clean_responses_are_correct_in_both_shapes(group):
+    for p in problems(group, 12):
+        r1 = respond(p, "r1", DefectRates(), 1)["text"]
+        thought, solution = split_r1(r1)
+        assert grade(format_response(thought, solution), p).correct
+        qwq = respond(p, "qwq", DefectRates(), 1)["text"]
+        assert "<think>" not in qwq and "<|begin_of_solution|>" not in qwq
+        assert grade(qwq, p).correct
+
+
+def test_hard_thoughts_are_longer_and_search_backtracks():
+    def mean_words(group):
+        texts = [respond(p, "r1", DefectRates(), 2)["text"] for p in problems(group)]
+        return sum(len(t.split()) for t in texts) / len(texts)
+
+    assert mean_words("hard_math") > 1.5 * mean_words("normal_math")
+    search = [p for p in problems("hard_math") if p["family"] in ("countdown", "puzzle24")]
+    outs = [respond(p, "r1", DefectRates(), s) for p in search for s in range(3)]
+    assert sum(o["dead_ends"] for o in outs) / len(outs) >= 1.0
+    assert any("backtrack" in o["text"] or "go back" in o["text"] for o in outs)
+
+
+def test_wording_varies_with_seed():
+    p = problems("normal_math")[0]
+    texts = {respond(p, "qwq", DefectRates(), s)["text"] for s in range(6)}
+    assert len(texts) >= 3
+
+
+@pytest.mark.parametrize(
+    "defect", ["wrong_answer", "repetition", "language_mixing", "truncation", "short_thought"]
+)
+def test_each_defect_shows(defect):
+    p = problems("normal_math")[2]
+    clean = respond(p, "r1", DefectRates(), 5)["text"]
+    r = respond(p, "r1", DefectRates(**{defect: 1.0}), 5)
+    assert r["defects"] == [defect]
+    text = r["text"]
+    if defect == "wrong_answer":
+        assert not grade(format_response(*split_r1(text)), p).correct
+    elif defect == "repetition":
+        paras = [x for x in text.split("\n\n") if x]
+        assert max(paras.count(x) for x in paras) >= 6
+    elif defect == "language_mixing":
+        assert re.search(r"[\u4e00-\u9fff]", text)
+    elif defect == "truncation":
+        assert len(text) < len(clean) and "\\boxed" not in text[-40:]
+    else:
+        assert len(split_r1(text)[0].split("\n\n")) == 1
