@@ -6,7 +6,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .formatting import chat_messages
 from .generation import OpenAIBackend, Prompt, SamplingCfg

@@ -86,7 +86,7 @@ class HFBackend:
     def generate(self, prompts: Sequence[Prompt], cfg: SamplingCfg) -> list[list[Completion]]:
         """Return cfg.n completions for each prompt, in the prompts' order."""
         import torch
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         texts = [render(self.tok, p) for p in prompts]
         lengths = [len(self.tok(t, add_special_tokens=False).input_ids) for t in texts]
@@ -304,7 +304,7 @@ class OpenAIBackend:
 
     def generate(self, prompts: Sequence[Prompt], cfg: SamplingCfg) -> list[list[Completion]]:
         """Return cfg.n completions per prompt; answers already in the cache file are reused."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         keys = [self._key(p, cfg) for p in prompts]
         done: dict[str, list[Completion]] = {}

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,7 @@ def _train(spec: SFTSpec) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from .models import cpu_has_fast_bf16, load_tokenizer, resolve_model_path, save_model
+    from .models import cpu_has_fast_bf16, load_tokenizer, resolve_model_path
 
     t0 = time.time()
     cuda = torch.cuda.is_available()
@@ -141,7 +142,28 @@ def _train(spec: SFTSpec) -> dict[str, Any]:
     ds = Dataset.from_list(to_conversations(spec.data, spec.prompt))
     out = Path(spec.out_dir)
     work = out.with_name(out.name + ".work")
-    cfg = SFTConfig(
+    with warnings.catch_warnings():  # deprecation chatter from transformers, not ours to fix
+        warnings.simplefilter("ignore", FutureWarning)
+        cfg = _sft_config(SFTConfig, spec, work, cuda, bf16)
+    peft_cfg = (
+        LoraConfig(
+            r=spec.lora_r,
+            lora_alpha=spec.lora_alpha,
+            lora_dropout=0.0,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+        if spec.method == "lora"
+        else None
+    )
+    trainer = SFTTrainer(
+        model=model, args=cfg, train_dataset=ds, processing_class=tok, peft_config=peft_cfg
+    )
+    return _finish(trainer, spec, tok, out, work, cuda, t0)
+
+
+def _sft_config(SFTConfig: Any, spec: SFTSpec, work: Path, cuda: bool, bf16: bool) -> Any:
+    return SFTConfig(
         output_dir=str(work),
         learning_rate=spec.learning_rate,
         num_train_epochs=spec.epochs,
@@ -162,20 +184,15 @@ def _train(spec: SFTSpec) -> dict[str, Any]:
         disable_tqdm=False,
         gradient_checkpointing=spec.method == "full" and cuda,
     )
-    peft_cfg = (
-        LoraConfig(
-            r=spec.lora_r,
-            lora_alpha=spec.lora_alpha,
-            lora_dropout=0.0,
-            target_modules="all-linear",
-            task_type="CAUSAL_LM",
-        )
-        if spec.method == "lora"
-        else None
-    )
-    trainer = SFTTrainer(
-        model=model, args=cfg, train_dataset=ds, processing_class=tok, peft_config=peft_cfg
-    )
+
+
+def _finish(
+    trainer: Any, spec: SFTSpec, tok: Any, out: Path, work: Path, cuda: bool, t0: float
+) -> dict[str, Any]:
+    import torch
+
+    from .models import save_model
+
     result = trainer.train()
     trained = trainer.model
     if spec.method == "lora":
