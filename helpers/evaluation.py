@@ -12,19 +12,26 @@ from .generation import Prompt, SamplingCfg
 from .grading import grade
 
 
-def evaluate_benchmark(
-    backend: Any, examples: list[dict[str, Any]], prompt: str, max_new_tokens: int, seed: int = 42
-) -> list[dict[str, Any]]:
-    """Generate greedily for every example and grade each response."""
-    prompts = [Prompt(chat_messages(ex["question"], prompt)) for ex in examples]
+def evaluate_benchmarks(
+    backend: Any,
+    benchmarks: dict[str, list[dict[str, Any]]],
+    prompt: str,
+    max_new_tokens: int,
+    seed: int = 42,
+) -> dict[str, list[dict[str, Any]]]:
+    """Generate for every benchmark's examples in one pass, then grade; records per benchmark."""
+    # One pass rather than one per benchmark: each pass ends with a few long responses decoding
+    # nearly alone, and on CPU such a step costs almost as much as a full batch.
+    items = [(name, ex) for name, exs in benchmarks.items() for ex in exs]
+    prompts = [Prompt(chat_messages(ex["question"], prompt)) for _, ex in items]
     outs = backend.generate(
         prompts, SamplingCfg(n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=seed)
     )
-    records = []
-    for ex, (comp,) in zip(examples, outs, strict=True):
+    records: dict[str, list[dict[str, Any]]] = {name: [] for name in benchmarks}
+    for (name, ex), (comp,) in zip(items, outs, strict=True):
         g = grade(comp.text, ex, comp.stop_reason)
         parsed = parse_response(comp.text)
-        records.append(
+        records[name].append(
             {
                 "id": ex["id"],
                 "benchmark": ex.get("benchmark"),
@@ -67,8 +74,7 @@ def evaluate_model(
     out_dir = Path(out_dir)
     summary: dict[str, Any] = {"variant": variant, "model": model_name, "benchmarks": {}}
     t0 = time.time()
-    for name, examples in benchmarks.items():
-        recs = evaluate_benchmark(backend, examples, prompt, max_new_tokens)
+    for name, recs in evaluate_benchmarks(backend, benchmarks, prompt, max_new_tokens).items():
         write_jsonl(out_dir / f"{name}.jsonl", recs)
         summary["benchmarks"][name] = summarize(recs)
     summary["seconds"] = round(time.time() - t0, 1)

@@ -15,12 +15,11 @@ MARKERS = (BEGIN_THOUGHT, END_THOUGHT, BEGIN_SOLUTION, END_SOLUTION)
 # The project's own wording of the slow-thinking instruction. A profile's prompt_file
 # replaces it (for example with the exact text of a public release).
 DEFAULT_PROMPT = (
-    "Think the problem through slowly before you answer. Write your answer in two parts.\n"
-    f"First a Thought part between {BEGIN_THOUGHT} and {END_THOUGHT}: work step by step, "
-    "check each result, and when something looks wrong, go back and fix it. "
-    "Separate steps with blank lines.\n"
-    f"Then a Solution part between {BEGIN_SOLUTION} and {END_SOLUTION}: a short, clean "
-    "account of how to reach the answer, ending with the final answer in \\boxed{}.\n"
+    "Think slowly, then answer in two parts. "
+    f"Thought, between {BEGIN_THOUGHT} and {END_THOUGHT}: work step by step, "
+    "check your results and fix any mistake you find. "
+    f"Solution, between {BEGIN_SOLUTION} and {END_SOLUTION}: a short, clean derivation "
+    "that ends with the final answer in \\boxed{}.\n"
     "Problem:"
 )
 

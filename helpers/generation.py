@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,6 +69,145 @@ def render(tokenizer: Any, prompt: Prompt) -> str:
     return text + prompt.prefix
 
 
+def decode_continuous(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    batch_size: int,
+    max_new_tokens: int,
+    eos: int | None,
+    stopped: Callable[[list[int]], bool] | None = None,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    generator: Any = None,
+    on_done: Callable[[int], None] | None = None,
+    prefill_chunk: int = 16,
+) -> list[list[int]]:
+    """Decode token-id prompts with a continuously refilled batch; return new tokens per prompt."""
+    # transformers' generate() keeps finished rows in every forward pass until the longest row of
+    # its batch ends. On CPU a decode step costs nearly as much at batch 8 as at batch 64 (weight
+    # reads dominate), so rows leave as soon as they finish and queued prompts take their slots.
+    import torch
+
+    device = model.device
+    out: list[list[int]] = [[] for _ in prompts]
+    queue = list(range(len(prompts)))
+    alive: list[int] = []
+    cache: Any = None
+    mask = pos = nxt = None
+    refill_at = max(1, batch_size // 4)
+
+    def finish(row: int, tok: int) -> bool:
+        out[row].append(tok)
+        done = (eos is not None and tok == eos) or len(out[row]) >= max_new_tokens
+        done = done or (stopped is not None and stopped(out[row]))
+        if done and on_done is not None:
+            on_done(row)
+        return done
+
+    with torch.inference_mode():
+        while queue or alive:
+            free = batch_size - len(alive)
+            if queue and (free >= refill_at or not alive):
+                # Prefill in chunks: one chunk pads every prompt to its longest, and the queue
+                # is sorted by length, so small chunks waste little on padding.
+                take = min(free, prefill_chunk)
+                rows, queue = queue[:take], queue[take:]
+                width = max(len(prompts[r]) for r in rows)
+                ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+                new_mask = torch.zeros((len(rows), width), dtype=torch.long)
+                for j, r in enumerate(rows):
+                    ids[j, width - len(prompts[r]) :] = torch.tensor(prompts[r])
+                    new_mask[j, width - len(prompts[r]) :] = 1
+                ids, new_mask = ids.to(device), new_mask.to(device)
+                new_pos = (new_mask.cumsum(-1) - 1).clamp(min=0)
+                res = model(
+                    input_ids=ids,
+                    attention_mask=new_mask,
+                    position_ids=new_pos,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                first = _pick(res.logits[:, -1, :].float(), temperature, top_p, generator)
+                if cache is None:
+                    cache, mask, pos, nxt = res.past_key_values, new_mask, new_pos[:, -1:], first
+                else:
+                    mask = _merge_left_padded(cache, mask, res.past_key_values, new_mask)
+                    pos = torch.cat([pos, new_pos[:, -1:]])
+                    nxt = torch.cat([nxt, first])
+                n_old = len(alive)
+                alive += rows
+                keep = list(range(n_old)) + [
+                    n_old + j
+                    for j, (r, t) in enumerate(zip(rows, first.tolist(), strict=True))
+                    if not finish(r, t)
+                ]
+            else:
+                mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
+                pos = pos + 1
+                res = model(
+                    input_ids=nxt[:, None],
+                    attention_mask=mask,
+                    position_ids=pos,
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+                cache = res.past_key_values
+                nxt = _pick(res.logits[:, -1, :].float(), temperature, top_p, generator)
+                keep = [j for j, t in enumerate(nxt.tolist()) if not finish(alive[j], t)]
+            if len(keep) < len(alive):
+                idx = torch.tensor(keep, dtype=torch.long, device=device)
+                alive = [alive[j] for j in keep]
+                if not alive:
+                    cache = None
+                    continue
+                cache.batch_select_indices(idx)
+                mask, pos, nxt = mask[idx], pos[idx], nxt[idx]
+                # Columns that are padding in every remaining row cost attention and memory.
+                lead = int(mask.any(0).long().argmax())
+                if lead > 0:
+                    mask = mask[:, lead:]
+                    for layer in cache.layers:
+                        layer.keys = layer.keys[..., lead:, :]
+                        layer.values = layer.values[..., lead:, :]
+    return out
+
+
+def _merge_left_padded(cache: Any, mask: Any, new_cache: Any, new_mask: Any) -> Any:
+    """Append new_cache's rows to cache in place, left-padding both to one length; return the mask."""
+    import torch
+    import torch.nn.functional as F
+
+    width = max(mask.shape[1], new_mask.shape[1])
+
+    def lpad(x: Any) -> Any:
+        return F.pad(x, (0, 0, width - x.shape[-2], 0))
+
+    for old, new in zip(cache.layers, new_cache.layers, strict=True):
+        old.keys = torch.cat([lpad(old.keys), lpad(new.keys)])
+        old.values = torch.cat([lpad(old.values), lpad(new.values)])
+    return torch.cat(
+        [F.pad(mask, (width - mask.shape[1], 0)), F.pad(new_mask, (width - new_mask.shape[1], 0))]
+    )
+
+
+def _pick(logits: Any, temperature: float, top_p: float, generator: Any) -> Any:
+    """Greedy when temperature is 0, else nucleus sampling from the tempered distribution."""
+    import torch
+
+    if temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
+        drop = sorted_p.cumsum(-1) - sorted_p >= top_p
+        sorted_p = sorted_p.masked_fill(drop, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
 class HFBackend:
     """Batched transformers generation: left padding, length-sorted batches, stop strings."""
 
@@ -95,50 +234,50 @@ class HFBackend:
             ((i, k) for i in range(len(texts)) for k in range(cfg.n)),
             key=lambda r: (-lengths[r[0]], r),
         )
-        results: dict[tuple[int, int], Completion] = {}
         eos = self.tok.eos_token_id
+        ids = [self.tok(texts[i], add_special_tokens=False).input_ids for i, _ in requests]
+        gen = None
+        if cfg.temperature > 0:
+            gen = torch.Generator(device=self.model.device)
+            gen.manual_seed(cfg.seed)
         bar = tqdm(total=len(requests), desc="generate", unit="seq", disable=not self.progress)
-        for b in range(0, len(requests), self.batch_size):
-            batch = requests[b : b + self.batch_size]
-            enc = self.tok(
-                [texts[i] for i, _ in batch],
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=False,
-            ).to(self.model.device)
-            kwargs: dict[str, Any] = dict(
-                max_new_tokens=cfg.max_new_tokens,
-                pad_token_id=self.tok.pad_token_id,
-                eos_token_id=eos,
-                stop_strings=list(cfg.stop) or None,
-                tokenizer=self.tok,
-            )
-            if cfg.temperature > 0:
-                torch.manual_seed(cfg.seed * 100_003 + b)
-                kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p)
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            with torch.inference_mode():
-                out = self.model.generate(**enc, **kwargs)
-            new = out[:, enc.input_ids.shape[1] :]
-            for row, req in zip(new.tolist(), batch, strict=True):
-                ended = eos in row
-                if ended:
-                    row = row[: row.index(eos)]
-                text = self.tok.decode(row, skip_special_tokens=False)
-                text, marker = _trim_at_stop(text, cfg.stop)
-                n_tok = len(row)
-                reason = (
-                    "end_marker"
-                    if marker
-                    else "end_of_turn"
-                    if ended
-                    else ("length" if n_tok >= cfg.max_new_tokens else "end_of_turn")
-                )
-                results[req] = Completion(text, n_tok, reason)
-            bar.update(len(batch))
+        rows = decode_continuous(
+            self.model,
+            ids,
+            pad_id=self.tok.pad_token_id if self.tok.pad_token_id is not None else eos,
+            batch_size=self.batch_size,
+            max_new_tokens=cfg.max_new_tokens,
+            eos=eos,
+            stopped=self._stop_check(cfg.stop),
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            generator=gen,
+            on_done=lambda _: bar.update(1),
+        )
+        results: dict[tuple[int, int], Completion] = {}
+        for row, req in zip(rows, requests, strict=True):
+            ended = eos in row
+            if ended:
+                row = row[: row.index(eos)]
+            text = self.tok.decode(row, skip_special_tokens=False)
+            text, marker = _trim_at_stop(text, cfg.stop)
+            reason = "end_marker" if marker else "end_of_turn" if ended else "length"
+            results[req] = Completion(text, len(row), reason)
         bar.close()
         return [[results[(i, k)] for k in range(cfg.n)] for i in range(len(texts))]
+
+    def _stop_check(self, stop: Sequence[str]) -> Any:
+        """A test on a row's tokens so far: has it written one of the stop strings?"""
+        if not stop:
+            return None
+        # A stop string spans at most this many tokens, plus slack for merges at its edges.
+        span = max(len(self.tok(s, add_special_tokens=False).input_ids) for s in stop) + 2
+
+        def stopped(tokens: list[int]) -> bool:
+            tail = self.tok.decode(tokens[-span:], skip_special_tokens=False)
+            return any(s in tail for s in stop)
+
+        return stopped
 
 
 class VLLMBackend:

@@ -137,8 +137,13 @@ def grade(response: str, example: dict[str, Any], stop_reason: str = "end") -> G
     else:
         ans, where = extract_answer(response)
         if example["answer_type"] == "gym":
+            from .tasks import FAMILIES
+
+            family = FAMILIES.get(example.get("family", ""))
             ok = gym_score(ans, example) >= 1.0 or (
-                ans is not None and math_equal(example["answer"], ans)
+                not (family and family.verifier_only)
+                and ans is not None
+                and math_equal(example["answer"], ans)
             )
         else:
             ok = ans is not None and math_equal(example["answer"], ans)

@@ -29,6 +29,9 @@ class Family:
     domain: str = "math"
     difficulty: str = "normal"  # normal | hard
     choice: bool = False  # shown as 4-option multiple choice
+    # The answer is an expression (countdown, 24) that only the gym's verifier can judge:
+    # math equivalence would accept the bare target number, which evaluates to the same value.
+    verifier_only: bool = False
 
 
 FAMILIES: dict[str, Family] = {
@@ -65,8 +68,9 @@ FAMILIES: dict[str, Family] = {
         "countdown",
         dict(min_numbers=3, max_numbers=4, max_value=30, min_target=20, max_target=200),
         difficulty="hard",
+        verifier_only=True,
     ),
-    "puzzle24": Family("puzzle24", {}, difficulty="hard"),
+    "puzzle24": Family("puzzle24", {}, difficulty="hard", verifier_only=True),
     "long_chain": Family(
         "chain_sum", dict(min_terms=6, max_terms=8, min_digits=2, max_digits=3), difficulty="hard"
     ),

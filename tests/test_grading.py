@@ -108,3 +108,20 @@ def test_gym_verifier_accepts_any_valid_countdown_expression():
     )
     assert grade(format_response("t", f"\\boxed{{{ex['answer']}}}"), ex).correct
     assert not grade(format_response("t", r"\boxed{1+1}"), ex).correct
+
+
+def test_expression_tasks_reject_the_bare_target_number():
+    # The gold is an expression that evaluates to the target; math equivalence would accept
+    # the target itself, which is no solution at all.
+    from helpers.config import BenchmarkCfg
+    from helpers.tasks import build_benchmark
+
+    exs = build_benchmark("h", BenchmarkCfg(kind="hard", size=9))
+    for family in ("countdown", "puzzle24"):
+        ex = next(r for r in exs if r["family"] == family)
+        target = str(round(eval(ex["answer"], {"__builtins__": {}})))  # the gold's value
+        assert grade(format_response("t", f"\\boxed{{{ex['answer']}}}"), ex).correct
+        assert not grade(format_response("t", f"\\boxed{{{target}}}"), ex).correct
+    chain = next(r for r in exs if r["family"] == "long_chain")
+    # numeric gym tasks still accept an equivalent form of the number
+    assert grade(format_response("t", f"\\boxed{{{chain['answer']}.0}}"), chain).correct

@@ -1,0 +1,100 @@
+"""The continuously refilled decode loop against transformers' own generate, on a tiny random model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from helpers.generation import decode_continuous
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    cfg = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+PROMPTS = [[5, 6, 7], [8, 9, 10, 11, 12, 13, 14], [15], [16, 17, 18, 19], [20, 21], [22] * 9]
+
+
+def _reference(model, prompt, n, eos=None):
+    ids = torch.tensor([prompt])
+    out = model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=n,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=eos,
+    )
+    return out[0, len(prompt) :].tolist()
+
+
+@pytest.mark.parametrize(("batch_size", "chunk"), [(1, 16), (2, 16), (4, 16), (16, 16), (16, 2)])
+def test_greedy_matches_generate_one_by_one(tiny_lm, batch_size, chunk):
+    # A small batch forces rows to leave and queued prompts to be merged into a running cache.
+    done = []
+    got = decode_continuous(
+        tiny_lm,
+        PROMPTS,
+        pad_id=0,
+        batch_size=batch_size,
+        max_new_tokens=10,
+        eos=None,
+        on_done=done.append,
+        prefill_chunk=chunk,
+    )
+    assert got == [_reference(tiny_lm, p, 10) for p in PROMPTS]
+    assert sorted(done) == list(range(len(PROMPTS)))
+
+
+def test_rows_end_at_eos_and_stop_test_at_different_steps(tiny_lm):
+    free = decode_continuous(tiny_lm, PROMPTS, pad_id=0, batch_size=3, max_new_tokens=12, eos=None)
+    # End each row at a token it really produces, so rows leave the batch at different steps.
+    eos = free[1][4]
+    got = decode_continuous(tiny_lm, PROMPTS, pad_id=0, batch_size=3, max_new_tokens=12, eos=eos)
+    for row, full in zip(got, free, strict=True):
+        cut = full.index(eos) + 1 if eos in full else len(full)
+        assert row == full[:cut]
+    assert len(got[1]) <= 5 and len({len(r) for r in got}) > 1
+    stop_at = free[0][2]
+    stopped = decode_continuous(
+        tiny_lm,
+        PROMPTS,
+        pad_id=0,
+        batch_size=2,
+        max_new_tokens=12,
+        eos=None,
+        stopped=lambda toks: toks[-1] == stop_at,
+    )
+    assert stopped[0] == free[0][: free[0].index(stop_at) + 1]
+
+
+def test_sampling_is_seeded(tiny_lm):
+    def draw(seed):
+        g = torch.Generator().manual_seed(seed)
+        return decode_continuous(
+            tiny_lm,
+            PROMPTS,
+            pad_id=0,
+            batch_size=4,
+            max_new_tokens=8,
+            eos=None,
+            temperature=1.0,
+            top_p=0.9,
+            generator=g,
+        )
+
+    assert draw(1) == draw(1)
+    assert draw(1) != draw(2)

@@ -1,0 +1,97 @@
+"""Tables and the report on synthetic evaluation summaries and manifests."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from helpers import config, report, tables
+from helpers.paths import repo_root
+
+
+def _summary(acc_by_bench: dict[str, list[int]]) -> dict:
+    return {
+        "benchmarks": {
+            b: {
+                "accuracy": 100.0 * sum(c) / len(c),
+                "correct": c,
+                "format_adherence": 100.0,
+                "mean_tokens": 50.0,
+                "truncation_rate": 0.0,
+            }
+            for b, c in acc_by_bench.items()
+        }
+    }
+
+
+def test_bootstrap_interval_brackets_the_accuracy_and_narrows_with_n():
+    lo, hi = tables.bootstrap_ci([1, 0] * 15)
+    assert lo < 50.0 < hi
+    lo2, hi2 = tables.bootstrap_ci([1, 0] * 150)
+    assert hi2 - lo2 < hi - lo
+    assert tables.bootstrap_ci([1] * 10) == (100.0, 100.0)
+
+
+def test_gain_is_relative_to_the_backbone_like_the_paper():
+    assert tables.gain(90.2, 80.0) == (90.2 - 80.0) / 80.0 * 100
+    assert tables.gain(10.0, 0.0) is None
+
+
+def test_table2_with_a_missing_variant_and_gains():
+    cfg = config.load_profile(repo_root() / "params" / "tiny.yaml")
+    summaries = {
+        "backbone": _summary({"normal": [1, 0, 0, 0], "hard": [0, 0], "other": [1, 0]}),
+        "sft_large": _summary({"normal": [1, 1, 0, 0], "hard": [1, 0], "other": [1, 0]}),
+    }
+    t2 = tables.build_table(2, cfg, summaries)
+    rows = {r["variant"]: r for r in t2.to_dict("records")}
+    assert set(rows) == {"backbone", "sft_small", "sft_large"}
+    assert pd.isna(rows["sft_small"]["MATH-OAI ours"])  # missing, not invented
+    assert rows["sft_large"]["MATH-OAI ours"].startswith("50.0 [")
+    assert rows["sft_large"]["MATH-OAI gain ours"] == 100.0
+    assert rows["sft_large"]["MATH-OAI paper"] == 90.2
+    assert rows["sft_large"]["MATH-OAI gain paper"] == round((90.2 - 80.0) / 80.0 * 100, 1)
+    t3 = tables.build_table(3, cfg, summaries, {"sft_large": 80.0})
+    large = next(r for r in t3.to_dict("records") if r["variant"] == "sft_large")
+    assert large["thought words (ours)"] == 80.0 and large["Avg. ours"] == 50.0
+
+
+def test_report_lists_missing_variants_data_and_timings(tmp_path):
+    cfg = config.load_profile(repo_root() / "params" / "tiny.yaml")
+    (tmp_path / "manifests").mkdir()
+    for name, stage, secs, start, status in [
+        ("collect.json", "collect", 30, "2026-01-01T00:00:00", "done"),
+        ("sft__sft_large.json", "sft", 600, "2026-01-01T00:01:00", "done"),
+        ("evaluate__backbone.json", "evaluate", 0, "2026-01-01T00:11:00", "running"),
+    ]:
+        m = {"stage": stage, "seconds": secs, "start": start, "status": status}
+        if stage != "collect":
+            m["variant"] = name.split("__")[1][:-5]
+        (tmp_path / "manifests" / name).write_text(json.dumps(m))
+    timings = report.stage_timings(tmp_path)
+    assert list(timings["stage"]) == ["collect", "sft"]  # a running one is not a timing
+    assert list(timings["minutes"]) == [0.5, 10.0]
+    summaries = {"backbone": _summary({"normal": [1, 0], "hard": [0], "other": [1]})}
+    t2 = tables.build_table(2, cfg, summaries)
+    path = report.write_report(cfg, tmp_path, {"table2": t2}, summaries, ["sft_small"])
+    text = path.read_text()
+    assert "Not evaluated yet: sft_small." in text
+    assert "10 minutes in all" in text or "11 minutes in all" in text
+    assert (tmp_path / "tables" / "table2.csv").exists()
+
+
+def test_effects_compare_our_differences_with_the_papers():
+    cfg = config.load_profile(repo_root() / "params" / "tiny.yaml")
+    summaries = {
+        "backbone": _summary({"normal": [1] + [0] * 19, "hard": [0] * 10, "other": [1, 0]}),
+        "sft_large": _summary({"normal": [1] * 19 + [0], "hard": [0] * 10, "other": [0, 0]}),
+    }
+    eff = report.effects(cfg, summaries)
+    # only the comparison whose two variants exist is made
+    assert set(eff["claim"]) == {"distilling 3.9k helps"}
+    rows = {r["benchmark"]: r for r in eff.to_dict("records")}
+    assert rows["MATH-OAI"]["ours"] == 90.0 and rows["MATH-OAI"]["same sign"]
+    assert rows["MATH-OAI"]["intervals separate"]
+    assert not rows["GPQA"]["same sign"] and not rows["GPQA"]["intervals separate"]
+    assert rows["AIME"]["ours"] == 0.0 and not rows["AIME"]["same sign"]
