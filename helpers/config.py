@@ -97,7 +97,6 @@ class UnifyCfg(Strict):
     repetition_ngram: PosInt = 6
     repetition_max_share: Rate = 0.3
     near_duplicate_jaccard: Rate = 0.9
-    completer_epochs: PosInt = 1
     completer_examples: PosInt = 32
     solution_max_tokens: PosInt = 128
 

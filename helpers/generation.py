@@ -227,15 +227,16 @@ class HFBackend:
         import torch
         from tqdm import tqdm
 
-        texts = [render(self.tok, p) for p in prompts]
-        lengths = [len(self.tok(t, add_special_tokens=False).input_ids) for t in texts]
+        encoded = [
+            self.tok(render(self.tok, p), add_special_tokens=False).input_ids for p in prompts
+        ]
         # Requests are (prompt index, sample index); sorting by length keeps padding low.
         requests = sorted(
-            ((i, k) for i in range(len(texts)) for k in range(cfg.n)),
-            key=lambda r: (-lengths[r[0]], r),
+            ((i, k) for i in range(len(encoded)) for k in range(cfg.n)),
+            key=lambda r: (-len(encoded[r[0]]), r),
         )
         eos = self.tok.eos_token_id
-        ids = [self.tok(texts[i], add_special_tokens=False).input_ids for i, _ in requests]
+        ids = [encoded[i] for i, _ in requests]
         gen = None
         if cfg.temperature > 0:
             gen = torch.Generator(device=self.model.device)
@@ -264,7 +265,7 @@ class HFBackend:
             reason = "end_marker" if marker else "end_of_turn" if ended else "length"
             results[req] = Completion(text, len(row), reason)
         bar.close()
-        return [[results[(i, k)] for k in range(cfg.n)] for i in range(len(texts))]
+        return [[results[(i, k)] for k in range(cfg.n)] for i in range(len(encoded))]
 
     def _stop_check(self, stop: Sequence[str]) -> Any:
         """A test on a row's tokens so far: has it written one of the stop strings?"""

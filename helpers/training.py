@@ -54,27 +54,14 @@ def spec_from_profile(
     profile: Any, model: str, data: list[dict[str, Any]], out_dir: Path, prompt: str
 ) -> SFTSpec:
     """Build an SFTSpec from a profile's sft section."""
-    s = profile.sft
+    # SFTSpec's training fields are named as the profile's sft section names them.
     return SFTSpec(
         model=model,
         data=data,
         out_dir=str(out_dir),
         prompt=prompt,
-        method=s.method,
-        learning_rate=s.learning_rate,
-        epochs=s.epochs,
-        per_device_batch_size=s.per_device_batch_size,
-        gradient_accumulation=s.gradient_accumulation,
-        max_length=s.max_length,
-        lora_r=s.lora_r,
-        lora_alpha=s.lora_alpha,
-        warmup_ratio=s.warmup_ratio,
-        weight_decay=s.weight_decay,
-        lr_scheduler=s.lr_scheduler,
-        num_gpus=s.num_gpus,
-        deepspeed_config=s.deepspeed_config,
-        max_steps=s.max_steps,
         seed=profile.seed,
+        **profile.sft.model_dump(),
     )
 
 
