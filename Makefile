@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PARAMS ?= params/tiny.yaml
 KERNEL := slow-thinking
 
-.PHONY: setup reproduce test lint format bench lab clean-outputs
+.PHONY: setup reproduce test lint format publish bench lab clean-outputs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ lint: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+publish: setup   # copy a finished run's report, tables and figures to outputs/reference
+	$(BIN)/python -m helpers.report $(PARAMS)
 
 bench: setup
 	$(BIN)/python -m helpers.bench

@@ -28,6 +28,13 @@ PROBLEM_KEYS = (
 )
 
 
+def label(problem: dict[str, Any], correct: bool) -> str:
+    """correct, incorrect, or unverified for problems whose answer no grader can check."""
+    if problem.get("answer_type") == "open":
+        return "unverified"
+    return "correct" if correct else "incorrect"
+
+
 def _record(
     problem: dict[str, Any],
     teacher: Any,
@@ -48,7 +55,7 @@ def _record(
         "response": text,
         "stop_reason": stop,
         "tokens": tokens,
-        "label": "correct" if g.correct else "incorrect",
+        "label": label(problem, g.correct),
         "extracted_answer": g.answer,
         **extra,
     }

@@ -17,6 +17,7 @@ from .paths import rel, repo_root
 
 PosInt = Annotated[int, Field(ge=1)]
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+PosFloat = Annotated[float, Field(gt=0.0)]
 STAGES = ("collect", "unify", "mix", "sft", "explore", "dpo", "evaluate", "analyse")
 
 
@@ -47,10 +48,29 @@ class BenchmarkCfg(Strict):
     path: str | None = None  # a local file in the published schema, or a hub id on an online box
 
 
+PoolSource = Literal["numina_math", "aime", "camel_science", "riddlesense", "leetcode"]
+
+
+class PoolSourceCfg(Strict):
+    source: PoolSource
+    path: str | None = None  # a local file in the published schema, or a hub id on an online box
+    size: PosInt | None = None  # default: an equal share of what the group's size leaves
+    subsets: list[str] | None = None  # NuminaMath's `source` values (default: math, olympiads)
+    years: tuple[int, int] | None = None  # AIME: first and last year kept (default 1983-2023)
+    difficulty: str | None = None  # LeetCode: which difficulty label to keep (default Hard)
+
+
 class PoolCfg(Strict):
     size: PosInt = 40
-    source: str = "embedded"
-    path: str | None = None
+    source: Literal["embedded"] = "embedded"  # reasoning-gym families, when `sources` is empty
+    sources: list[PoolSourceCfg] = []  # real datasets (the paper profile)
+
+    @model_validator(mode="after")
+    def _sizes_fit(self) -> PoolCfg:
+        fixed = sum(s.size or 0 for s in self.sources)
+        if fixed > self.size:
+            raise ValueError(f"the sources' sizes add up to {fixed}, more than size {self.size}")
+        return self
 
 
 class DefectRates(Strict):
@@ -98,7 +118,11 @@ class UnifyCfg(Strict):
     repetition_max_share: Rate = 0.3
     near_duplicate_jaccard: Rate = 0.9
     completer_examples: PosInt = 32
+    completer_epochs: PosFloat = 2.0
     solution_max_tokens: PosInt = 128
+    # Problems without a checkable answer (camel-ai science, LeetCode) get the label
+    # "unverified"; keep them only when the profile says so.
+    keep_unverified: bool = False
 
 
 class TrainCfg(Strict):
@@ -112,7 +136,9 @@ class TrainCfg(Strict):
     lora_alpha: PosInt = 32
     warmup_ratio: Rate = 0.1
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    lr_scheduler: str = "cosine"
+    lr_scheduler: Literal[
+        "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"
+    ] = "cosine"
     num_gpus: PosInt = 1
     deepspeed_config: str | None = None
     max_steps: int = -1
@@ -265,9 +291,10 @@ def _check_files(profile: Profile, path: Path) -> None:
         if b.source != "embedded" and b.path and not _looks_like_hub_id(b.path)
     ]
     files += [
-        (f"pools.{k}.path", p.path)
+        (f"pools.{k}.sources.{i}.path", src.path)
         for k, p in profile.pools.items()
-        if p.path and not _looks_like_hub_id(p.path)
+        for i, src in enumerate(p.sources)
+        if src.path and not _looks_like_hub_id(src.path)
     ]
     files += [("sft.deepspeed_config", profile.sft.deepspeed_config)]
     for key, value in files:

@@ -114,3 +114,44 @@ def examples_table(out_dir: Path, per_benchmark: int = 2, width: int = 160) -> A
                 }
             )
     return pd.DataFrame(rows)
+
+
+def regrade(out_dir: Path, benchmarks: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Grade a finished evaluation's stored responses again (after a grader fix); no generation.
+
+    Rewrites <bench>.jsonl and summary.json in place and records how many verdicts changed.
+    """
+    from .artifacts import read_json, read_jsonl
+
+    out_dir = Path(out_dir)
+    summary = read_json(out_dir / "summary.json")
+    changed = {}
+    for name, examples in benchmarks.items():
+        by_id = {ex["id"]: ex for ex in examples}
+        recs = read_jsonl(out_dir / f"{name}.jsonl")
+        n = 0
+        for r in recs:
+            g = grade(r["response"], by_id[r["id"]], r["stop_reason"]).as_dict()
+            n += g["correct"] != r["correct"]
+            r.update(g)
+        write_jsonl(out_dir / f"{name}.jsonl", recs)
+        summary["benchmarks"][name] = summarize(recs)
+        changed[name] = n
+    summary["regraded"] = {"changed_verdicts": changed, "at": time.strftime("%Y-%m-%d %H:%M")}
+    write_json(out_dir / "summary.json", summary)
+    return summary
+
+
+if __name__ == "__main__":  # python -m helpers.evaluation PROFILE: regrade every evaluation
+    import sys
+
+    from .config import load_profile
+    from .paths import rel, run_dir
+    from .tasks import load_benchmarks
+
+    prof = load_profile(sys.argv[1])
+    rdir = run_dir(prof.run)
+    benches = load_benchmarks(prof, rdir)
+    for d in sorted((rdir / "eval").glob("*/summary.json")):
+        s = regrade(d.parent, benches)
+        print(f"{rel(d.parent)}: changed verdicts {s['regraded']['changed_verdicts']}")

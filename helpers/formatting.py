@@ -50,12 +50,14 @@ def render_prompt(tokenizer: Any, question: str, prompt: str | None = None) -> s
     )
 
 
+def solution_prefix(thought: str) -> str:
+    """A response up to its solution marker (it ends there: a token boundary for training)."""
+    return f"{BEGIN_THOUGHT}\n\n{thought.strip()}\n\n{END_THOUGHT}\n\n{BEGIN_SOLUTION}"
+
+
 def format_response(thought: str, solution: str) -> str:
     """Write a response in the thought/solution format."""
-    return (
-        f"{BEGIN_THOUGHT}\n\n{thought.strip()}\n\n{END_THOUGHT}\n\n"
-        f"{BEGIN_SOLUTION}\n\n{solution.strip()}\n\n{END_SOLUTION}"
-    )
+    return f"{solution_prefix(thought)}\n\n{solution.strip()}\n\n{END_SOLUTION}"
 
 
 @dataclass

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 from .formatting import BEGIN_SOLUTION, parse_response
 
-LETTERS = "ABCD"
+# Option letters; benchmarks use four (GPQA), RiddleSense five.
+LETTERS = "ABCDEFGH"
 
 
 def last_boxed(text: str) -> str | None:
@@ -55,14 +57,19 @@ def extract_answer(text: str) -> tuple[str | None, str]:
     return None, "none"
 
 
-_MC_PATTERNS = [
-    re.compile(r"\\boxed\{\s*(?:\\text\{)?\(?([A-Da-d])\)?\}?\s*\}"),
-    re.compile(r"answer\s*(?:is|:)\s*(?:option\s*)?\**\(?([A-Da-d])\)?\**(?![A-Za-z])", re.I),
-    re.compile(r"^\s*\**\(?([A-D])\)?\**\.?\s*$", re.M),  # a line that is only the letter
-]
+@lru_cache(maxsize=8)
+def _mc_patterns(letters: str) -> tuple[re.Pattern[str], ...]:
+    """Patterns for an explicit choice among `letters` (A-D for GPQA, A-E for RiddleSense)."""
+    cls = f"[{letters[0]}-{letters[-1]}{letters[0].lower()}-{letters[-1].lower()}]"
+    up = f"[{letters[0]}-{letters[-1]}]"
+    return (
+        re.compile(rf"\\boxed\{{\s*(?:\\text\{{)?\(?({cls})\)?\}}?\s*\}}"),
+        re.compile(rf"answer\s*(?:is|:)\s*(?:option\s*)?\**\(?({cls})\)?\**(?![A-Za-z])", re.I),
+        re.compile(rf"^\s*\**\(?({up})\)?\**\.?\s*$", re.M),  # a line that is only the letter
+    )
 
 
-def extract_choice(text: str) -> tuple[str | None, str]:
+def extract_choice(text: str, n_choices: int = 4) -> tuple[str | None, str]:
     """Return the explicit choice letter of a multiple-choice response, never a stray capital."""
     parsed = parse_response(text)
     region, where = (
@@ -72,11 +79,20 @@ def extract_choice(text: str) -> tuple[str | None, str]:
         if parsed.thought is not None and BEGIN_SOLUTION not in text
         else (text, "response")
     )
-    for pat in _MC_PATTERNS:
+    for pat in _mc_patterns(LETTERS[:n_choices]):
         hits = pat.findall(region)
         if hits:
             return hits[-1].upper(), where
     return None, "none"
+
+
+# Two numbers joined by an arithmetic operator: an expression still to be computed.
+_OPERATION_RE = re.compile(r"\d\s*(?:[-+*×÷^]|\\times|\\cdot|\\div)\s*[({]?-?\d")
+
+
+def restates_expression(gold: str, pred: str) -> bool:
+    """Is pred an uncomputed arithmetic expression where gold is a computed value?"""
+    return bool(_OPERATION_RE.search(pred)) and not _OPERATION_RE.search(gold)
 
 
 def math_equal(gold: str, pred: str) -> bool:
@@ -131,8 +147,10 @@ def grade(response: str, example: dict[str, Any], stop_reason: str = "end") -> G
     """Grade a response to a benchmark or pool example (schema of helpers.tasks)."""
     truncated = stop_reason == "length"
     well_formed = parse_response(response).well_formed
+    if example["answer_type"] == "open":  # prose or code: no grader here, see collect.label
+        return Grade(False, None, "none", truncated, well_formed)
     if example["answer_type"] == "choice":
-        ans, where = extract_choice(response)
+        ans, where = extract_choice(response, len(example.get("choices") or "ABCD"))
         ok = ans is not None and ans == example["answer"]
     else:
         ans, where = extract_answer(response)
@@ -140,9 +158,12 @@ def grade(response: str, example: dict[str, Any], stop_reason: str = "end") -> G
             from .tasks import FAMILIES
 
             family = FAMILIES.get(example.get("family", ""))
+            # The math-verify fallback forgives formatting ("1/2" for "0.5"), but it would also
+            # evaluate an answer that merely restates the question's expression: not computed.
             ok = gym_score(ans, example) >= 1.0 or (
                 not (family and family.verifier_only)
                 and ans is not None
+                and not restates_expression(example["answer"], ans)
                 and math_equal(example["answer"], ans)
             )
         else:

@@ -164,6 +164,15 @@ def write_report(
     ]
     if missing:
         lines += [f"Not evaluated yet: {', '.join(missing)}.", ""]
+    regraded = {n: s["regraded"] for n, s in summaries.items() if "regraded" in s}
+    if regraded:
+        lines += [
+            "Re-graded from the stored responses after a grader fix, without generating again "
+            "(`python -m helpers.evaluation PROFILE`); verdicts changed: "
+            + "; ".join(f"{n} {r['changed_verdicts']}" for n, r in regraded.items())
+            + ".",
+            "",
+        ]
     lines += [
         "## Per variant",
         "",
@@ -215,3 +224,51 @@ def write_report(
     path = rdir / "REPORT.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+# What a committed reference run keeps (no models, no raw responses): (source, destination).
+PUBLISHED = [
+    ("REPORT.md", "REPORT.md"),
+    ("tables/*", "tables/"),
+    ("figures/*", "figures/"),
+    ("mix/thought_lengths.png", "figures/"),
+    ("eval/*/summary.json", "eval/{variant}.summary.json"),
+    ("manifests/*.json", "manifests/"),
+    ("collect/summary.csv", "data/collect_summary.csv"),
+    ("unify/filter_report.json", "data/filter_report.json"),
+    ("unify/completer/train_summary.json", "data/completer_summary.json"),
+    ("mix/stats.json", "data/mixture_stats.json"),
+]
+
+
+def publish(rdir: Path, dest: Path, profile_path: Path) -> list[Path]:
+    """Copy a finished run's report, tables, figures, summaries and manifests to dest."""
+    import shutil
+
+    rdir, dest = Path(rdir), Path(dest)
+    if not (rdir / "REPORT.md").exists():
+        raise FileNotFoundError(f"{rdir}: no REPORT.md; run the analyse stage first")
+    written = []
+    for pattern, target in PUBLISHED:
+        for src in sorted(rdir.glob(pattern)):
+            if target.endswith("/"):
+                out = dest / target / src.name
+            else:
+                out = dest / target.format(variant=src.parent.name)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, out)
+            written.append(out)
+    shutil.copyfile(profile_path, dest / "profile.yaml")
+    return [*written, dest / "profile.yaml"]
+
+
+if __name__ == "__main__":  # python -m helpers.report PROFILE [DEST]: publish a finished run
+    import sys
+
+    from .config import load_profile, resolve_path
+    from .paths import rel, run_dir
+
+    prof_path = resolve_path(sys.argv[1])
+    target = resolve_path(sys.argv[2] if len(sys.argv) > 2 else "outputs/reference")
+    files = publish(run_dir(load_profile(prof_path).run), target, prof_path)
+    print(f"published {len(files)} files to {rel(target)}")

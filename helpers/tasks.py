@@ -1,8 +1,9 @@
-"""Problem pools and benchmarks: embedded reasoning-gym families and loaders for real datasets.
+"""Problem pools and benchmarks: embedded reasoning-gym families, real datasets via `sources`.
 
 Every problem has one schema: id, domain, difficulty, group, question, answer, answer_type
-('gym' for reasoning-gym's verifier, 'math' for math-verify, 'choice' for a letter), choices,
-source, and for gym problems the (dataset, config, seed, index) that regenerates its entry.
+('gym' for reasoning-gym's verifier, 'math' for math-verify, 'choice' for a letter, 'open' for
+an answer no grader can check), choices, source, and for gym problems the (dataset, config,
+seed, index) that regenerates its entry.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import read_jsonl, write_jsonl
-from .paths import rel
+from .sources import load_aime2024, load_gpqa_diamond, load_math500, load_pool
 
 
 @dataclass(frozen=True)
@@ -257,112 +258,6 @@ def build_embedded(
 # --------------------------------------------------------------------------- benchmarks
 
 
-def _load_rows(path: str, split: str) -> list[dict[str, Any]]:
-    """Read a local file (jsonl, json, csv, parquet) or a hub dataset id into rows."""
-    from datasets import load_dataset
-
-    p = Path(path)
-    if p.exists():
-        fmt = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(
-            p.suffix
-        )
-        if fmt is None:
-            raise ValueError(f"{rel(p)}: expected a .jsonl, .json, .csv or .parquet file")
-        ds = load_dataset(fmt, data_files=str(p), split="train")
-    else:
-        ds = load_dataset(path, split=split)  # hub access: only on an online box
-    return [dict(r) for r in ds]
-
-
-def _need(row: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
-    missing = [k for k in keys if k not in row]
-    if missing:
-        raise ValueError(f"{where}: expected the field(s) {missing}, found {sorted(row)}")
-
-
-def load_math500(path: str, size: int | None = None) -> list[dict[str, Any]]:
-    """Load MATH-500 (fields problem, answer, subject, level, unique_id)."""
-    rows = _load_rows(path, "test")[:size]
-    out = []
-    for i, r in enumerate(rows):
-        _need(r, ("problem", "answer"), f"{path}, row {i}")
-        out.append(
-            {
-                "id": f"math500-{r.get('unique_id', i)}",
-                "group": "normal_math",
-                "family": str(r.get("subject", "math")),
-                "domain": "math",
-                "difficulty": f"level{r.get('level', '?')}",
-                "source": "MATH-500",
-                "question": r["problem"],
-                "answer": str(r["answer"]),
-                "answer_type": "math",
-                "choices": None,
-            }
-        )
-    return out
-
-
-def load_aime2024(path: str, size: int | None = None) -> list[dict[str, Any]]:
-    """Load AIME 2024 (fields Problem, Answer, ID; lower-case names accepted)."""
-    rows = _load_rows(path, "train")[:size]
-    out = []
-    for i, r in enumerate(rows):
-        r = {k.lower(): v for k, v in r.items()}
-        _need(r, ("problem", "answer"), f"{path}, row {i}")
-        out.append(
-            {
-                "id": f"aime2024-{r.get('id', i)}",
-                "group": "hard_math",
-                "family": "aime",
-                "domain": "math",
-                "difficulty": "hard",
-                "source": "AIME 2024",
-                "question": r["problem"],
-                "answer": str(r["answer"]).strip(),
-                "answer_type": "math",
-                "choices": None,
-            }
-        )
-    return out
-
-
-def load_gpqa_diamond(path: str, size: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
-    """Load GPQA Diamond (Question, Correct Answer, Incorrect Answer 1-3), shuffled choices."""
-    rows = _load_rows(path, "train")[:size]
-    keys = (
-        "Question",
-        "Correct Answer",
-        "Incorrect Answer 1",
-        "Incorrect Answer 2",
-        "Incorrect Answer 3",
-    )
-    out = []
-    for i, r in enumerate(rows):
-        _need(r, keys, f"{path}, row {i}")
-        options = [str(r[k]).strip() for k in keys[1:]]
-        gold = options[0]
-        rid = r.get("Record ID", i)
-        random.Random(_stable(seed, rid)).shuffle(options)
-        listing = "\n".join(f"({L}) {o}" for L, o in zip("ABCD", options, strict=True))
-        out.append(
-            {
-                "id": f"gpqa-{rid}",
-                "group": "other",
-                "family": str(r.get("Subdomain", "science")),
-                "domain": str(r.get("High-level domain", "science")).lower(),
-                "difficulty": "hard",
-                "source": "GPQA Diamond",
-                "question": f"{r['Question'].strip()}\n\n{listing}\n\nAnswer with the "
-                f"letter of the correct option.",
-                "answer": "ABCD"[options.index(gold)],
-                "answer_type": "choice",
-                "choices": options,
-            }
-        )
-    return out
-
-
 def build_benchmark(name: str, cfg: Any, seed: int = 0) -> list[dict[str, Any]]:
     """Build one benchmark from its profile entry (embedded or a real loader)."""
     if cfg.source == "embedded":
@@ -461,10 +356,9 @@ def build_pools(
     """
     rows: list[dict[str, Any]] = []
     for group, cfg in profile.pools.items():
-        if cfg.source != "embedded":
-            raise NotImplementedError(
-                f"pools.{group}.source '{cfg.source}': real-source loaders are not built yet"
-            )
+        if cfg.sources:
+            rows += load_pool(group, cfg, profile.seed)
+            continue
         rows += build_embedded(
             POOL_FAMILIES[group],
             cfg.size,

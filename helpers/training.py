@@ -47,6 +47,9 @@ class SFTSpec:
     deepspeed_config: str | None = None
     max_steps: int = -1
     seed: int = 0
+    # "response": learn the whole thought/solution response; "solution": the prompt carries the
+    # question and the thought, and the loss is on the solution only (the QwQ completer).
+    target: str = "response"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,6 +68,14 @@ def spec_from_profile(
     )
 
 
+def spec_key(spec: SFTSpec) -> str:
+    """A hash of a spec's settings (not its data), to tell whether a saved run can be reused."""
+    import hashlib
+
+    settings = {k: v for k, v in asdict(spec).items() if k not in ("data", "out_dir")}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def to_conversations(data: list[dict[str, Any]], prompt: str) -> list[dict[str, Any]]:
     """Turn demonstrations into TRL prompt/completion conversations (prompt in the user turn)."""
     return [
@@ -74,6 +85,29 @@ def to_conversations(data: list[dict[str, Any]], prompt: str) -> list[dict[str, 
         }
         for r in data
     ]
+
+
+def to_solution_examples(
+    tokenizer: Any, data: list[dict[str, Any]], prompt: str
+) -> list[dict[str, Any]]:
+    """Plain-text prompt/completion pairs: question and thought in, solution out."""
+    from .formatting import END_SOLUTION, chat_messages, parse_response, solution_prefix
+
+    out = []
+    for i, r in enumerate(data):
+        parsed = parse_response(r["combined_text"])
+        if not parsed.well_formed:
+            raise ValueError(f"training data, record {i} ({r.get('id')}): not well formed")
+        head = tokenizer.apply_chat_template(
+            chat_messages(r["question"], prompt), tokenize=False, add_generation_prompt=True
+        )
+        out.append(
+            {
+                "prompt": head + solution_prefix(parsed.thought),
+                "completion": f"\n\n{parsed.solution.strip()}\n\n{END_SOLUTION}",
+            }
+        )
+    return out
 
 
 def render_training_text(tokenizer: Any, example: dict[str, Any]) -> str:
@@ -110,25 +144,38 @@ def _launch_distributed(spec: SFTSpec) -> dict[str, Any]:
 
 def _train(spec: SFTSpec) -> dict[str, Any]:
     import torch
-    from datasets import Dataset
-    from peft import LoraConfig
     from transformers import AutoModelForCausalLM
-    from trl import SFTConfig, SFTTrainer
 
     from .models import cpu_has_fast_bf16, load_tokenizer, resolve_model_path
 
     t0 = time.time()
     cuda = torch.cuda.is_available()
     bf16 = cuda or cpu_has_fast_bf16()
-    path = resolve_model_path(spec.model)
     tok = load_tokenizer(spec.model)
-    tok.padding_side = "right"
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=torch.bfloat16 if bf16 and spec.method == "full" else torch.float32
+        resolve_model_path(spec.model),
+        dtype=torch.bfloat16 if bf16 and spec.method == "full" else torch.float32,
     )
-    ds = Dataset.from_list(to_conversations(spec.data, spec.prompt))
     out = Path(spec.out_dir)
     work = out.with_name(out.name + ".work")
+    trainer = build_trainer(spec, model, tok, work, cuda, bf16)
+    return _finish(trainer, spec, tok, out, work, cuda, t0)
+
+
+def build_trainer(
+    spec: SFTSpec, model: Any, tok: Any, work: Path, cuda: bool = False, bf16: bool = False
+) -> Any:
+    """TRL's SFTTrainer for a spec: its train_dataset shows exactly which tokens carry loss."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    tok.padding_side = "right"
+    examples = (
+        to_solution_examples(tok, spec.data, spec.prompt)
+        if spec.target == "solution"
+        else to_conversations(spec.data, spec.prompt)
+    )
     with warnings.catch_warnings():  # deprecation chatter from transformers, not ours to fix
         warnings.simplefilter("ignore", FutureWarning)
         cfg = _sft_config(SFTConfig, spec, work, cuda, bf16)
@@ -143,10 +190,13 @@ def _train(spec: SFTSpec) -> dict[str, Any]:
         if spec.method == "lora"
         else None
     )
-    trainer = SFTTrainer(
-        model=model, args=cfg, train_dataset=ds, processing_class=tok, peft_config=peft_cfg
+    return SFTTrainer(
+        model=model,
+        args=cfg,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tok,
+        peft_config=peft_cfg,
     )
-    return _finish(trainer, spec, tok, out, work, cuda, t0)
 
 
 def _sft_config(SFTConfig: Any, spec: SFTSpec, work: Path, cuda: bool, bf16: bool) -> Any:
@@ -175,6 +225,15 @@ def _sft_config(SFTConfig: Any, spec: SFTSpec, work: Path, cuda: bool, bf16: boo
     )
 
 
+def _loss_tokens(ds: Any) -> int | None:
+    """How many training tokens carry loss (TRL marks the others -100 or masks them)."""
+    if "labels" in ds.column_names:
+        return sum(sum(t != -100 for t in row) for row in ds["labels"])
+    if "completion_mask" in ds.column_names:
+        return sum(int(sum(row)) for row in ds["completion_mask"])
+    return None
+
+
 def _finish(
     trainer: Any, spec: SFTSpec, tok: Any, out: Path, work: Path, cuda: bool, t0: float
 ) -> dict[str, Any]:
@@ -192,11 +251,7 @@ def _finish(
         save_model(trained, tok, out)
         history = [h for h in trainer.state.log_history if "loss" in h]
         write_jsonl(out / "train_log.jsonl", history)
-        n_tokens = (
-            sum(int(sum(x)) for x in trainer.train_dataset["completion_mask"])
-            if "completion_mask" in trainer.train_dataset.column_names
-            else None
-        )
+        n_tokens = _loss_tokens(trainer.train_dataset)
         summary = {
             "model": spec.model,
             "examples": len(spec.data),
@@ -206,6 +261,8 @@ def _finish(
             "seconds": round(time.time() - t0, 1),
             "completion_tokens": n_tokens,
             "data_ids": [r.get("id") for r in spec.data],
+            "target": spec.target,
+            "spec": spec_key(spec),
         }
         write_json(out / "train_summary.json", summary)
         import shutil

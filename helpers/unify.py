@@ -10,11 +10,10 @@ from typing import Any
 from . import filters
 from .formatting import (
     BEGIN_SOLUTION,
-    BEGIN_THOUGHT,
     END_SOLUTION,
-    END_THOUGHT,
     chat_messages,
     format_response,
+    solution_prefix,
     split_r1,
 )
 from .generation import Prompt, SamplingCfg
@@ -23,6 +22,7 @@ from .tasks import overlapping
 
 RULES = (
     "incorrect",
+    "unverified",
     "language_mixing",
     "repetition",
     "gibberish",
@@ -55,7 +55,9 @@ def clean(
         thought, solution = split_thought(r)
         item = {**r, "thought": thought, "solution": solution}
         rule = None
-        if r["label"] != "correct":
+        if r["label"] == "unverified" and not cfg.keep_unverified:
+            rule = "unverified"
+        elif r["label"] not in ("correct", "unverified"):
             rule = "incorrect"
         elif filters.has_language_mixing(r["response"]):
             rule = "language_mixing"
@@ -80,8 +82,7 @@ def clean(
 
 def completion_prompt(item: dict[str, Any], prompt: str) -> Prompt:
     """Ask a model for the solution part, given the question and the (fixed) thought."""
-    prefix = f"{BEGIN_THOUGHT}\n\n{item['thought']}\n\n{END_THOUGHT}\n\n{BEGIN_SOLUTION}\n\n"
-    return Prompt(chat_messages(item["question"], prompt), prefix)
+    return Prompt(chat_messages(item["question"], prompt), solution_prefix(item["thought"]))
 
 
 def complete_solutions(
@@ -96,12 +97,14 @@ def complete_solutions(
 
 def answers_agree(item: dict[str, Any], solution: str) -> bool:
     """Does the completed solution state the answer the thought reached?"""
+    if item["answer_type"] == "open":  # nothing to compare against: any non-empty solution
+        return bool(solution.strip())
     thought_ans = last_boxed(item["thought"]) or item.get("extracted_answer")
     sol_ans, _ = extract_answer(f"{BEGIN_SOLUTION}\n{solution}\n{END_SOLUTION}")
     if thought_ans is None or sol_ans is None:
         return False
     if item["answer_type"] == "choice":
-        return re.sub(r"[^A-D]", "", sol_ans.upper()) == re.sub(r"[^A-D]", "", thought_ans.upper())
+        return re.sub(r"[^A-H]", "", sol_ans.upper()) == re.sub(r"[^A-H]", "", thought_ans.upper())
     return math_equal(thought_ans, sol_ans) or sol_ans.replace(" ", "") == thought_ans.replace(
         " ", ""
     )
@@ -212,3 +215,60 @@ def keep_agreeing(
         else:
             rejected.append({**it, "solution": sol, "rule": "solution_disagrees"})
     return demos, rejected
+
+
+def completer_demos(r1_demos: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """Up to n R1-formatted demonstrations, taken in turn from each group so all are taught."""
+    by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for d in r1_demos:
+        by_group[d["group"]].append(d)
+    order = sorted((i, g, d) for g, ds in sorted(by_group.items()) for i, d in enumerate(ds))
+    return [d for _, _, d in order][:n]
+
+
+def complete_thoughts(
+    profile: Any,
+    items: list[dict[str, Any]],
+    r1_demos: list[dict[str, Any]],
+    out_dir: Path,
+    prompt: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """The paper's QwQ step: train a completer on R1 demos, write solutions, keep agreeing ones.
+
+    The completer learns the solution only (its prompt holds the question and the thought), so
+    its few steps go to the one thing it must do. A completer already trained on the same
+    demonstrations and settings is reused. Returns (demos, rejected, training summary).
+    """
+    from . import training
+    from .artifacts import read_json
+    from .generation import make_backend
+
+    if not items:
+        return [], [], {}
+    if not r1_demos:
+        raise ValueError(
+            "unify: QwQ-style responses need a completer, but no R1-style response passed the "
+            "rules to train it on; collect R1-style rollouts first"
+        )
+    data = completer_demos(r1_demos, profile.unify.completer_examples)
+    spec = training.spec_from_profile(profile, profile.backbone, data, out_dir, prompt)
+    spec.epochs, spec.target = profile.unify.completer_epochs, "solution"
+    done = Path(out_dir) / "train_summary.json"
+    summary = read_json(done) if done.exists() else {}
+    same = summary.get("data_ids") == [d["id"] for d in data] and summary.get("spec") == (
+        training.spec_key(spec)
+    )
+    if not same:
+        summary = training.train_sft(spec)
+    gen = profile.generation
+    backend = make_backend(
+        "vllm" if gen.backend == "vllm" else "hf",
+        str(out_dir),
+        batch_size=gen.batch_size,
+        dtype=gen.dtype,
+        tensor_parallel_size=gen.tensor_parallel_size,
+        seed=profile.seed,
+    )
+    solutions = complete_solutions(backend, items, prompt, profile.unify.solution_max_tokens)
+    demos, rejected = keep_agreeing(items, solutions)
+    return demos, rejected, summary

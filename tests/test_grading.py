@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers.formatting import format_response
-from helpers.grading import extract_answer, extract_choice, grade, last_boxed, math_equal
+from helpers.grading import (
+    extract_answer,
+    extract_choice,
+    grade,
+    last_boxed,
+    math_equal,
+    restates_expression,
+)
 
 
 def math_ex(answer):
@@ -125,3 +134,55 @@ def test_expression_tasks_reject_the_bare_target_number():
     chain = next(r for r in exs if r["family"] == "long_chain")
     # numeric gym tasks still accept an equivalent form of the number
     assert grade(format_response("t", f"\\boxed{{{chain['answer']}.0}}"), chain).correct
+
+
+def test_restating_the_question_is_not_an_answer():
+    # math-verify would evaluate "26 + 19 - 57" and call it equal to the gold -12; the model
+    # computed nothing. Seen in a tiny run: an SFT model boxed the question's own chain.
+    from helpers.config import BenchmarkCfg
+    from helpers.tasks import build_benchmark
+
+    exs = build_benchmark("h", BenchmarkCfg(kind="hard", size=9))
+    chain = next(r for r in exs if r["family"] == "long_chain")
+    expr = re.search(r"(-?\d[\d\s+\-*/().]*\d)", chain["question"]).group(1).strip()
+    assert eval(expr, {"__builtins__": {}}) == int(chain["answer"])  # it is the question's sum
+    assert not grade(format_response("t", f"\\boxed{{{expr}}}"), chain).correct
+    assert grade(format_response("t", f"\\boxed{{{chain['answer']}}}"), chain).correct
+    assert restates_expression("-12", "26 + 19 - 57") and not restates_expression("1/2", "1/2")
+    assert not restates_expression("0.5", "1/2") and restates_expression("12", "3 \\times 4")
+
+
+def test_regrade_rewrites_verdicts_from_stored_responses(tmp_path):
+    import json
+
+    from helpers.evaluation import regrade, summarize
+
+    ex = {"id": "q1", "question": "What is 2 + 3?", "answer": "5", "answer_type": "math"}
+    rec = {
+        "id": "q1",
+        "response": format_response("t", "\\boxed{2 + 3}"),
+        "stop_reason": "end_marker",
+        "tokens": 9,
+        "correct": True,  # as a grader that evaluated the expression would have said
+        "truncated": False,
+        "well_formed": True,
+    }
+    (tmp_path / "b.jsonl").write_text(json.dumps(rec) + "\n")
+    (tmp_path / "summary.json").write_text(json.dumps({"benchmarks": {"b": summarize([rec])}}))
+    out = regrade(tmp_path, {"b": [ex]})
+    assert out["regraded"]["changed_verdicts"] == {"b": 0}  # answer_type math keeps math-verify
+    from helpers.config import BenchmarkCfg
+    from helpers.tasks import build_benchmark
+
+    chain = next(
+        r
+        for r in build_benchmark("h", BenchmarkCfg(kind="hard", size=9))
+        if r["family"] == "long_chain"
+    )
+    expr = re.search(r"(-?\d[\d\s+\-*/().]*\d)", chain["question"]).group(1).strip()
+    rec.update(id=chain["id"], response=format_response("t", f"\\boxed{{{expr}}}"), correct=True)
+    (tmp_path / "b.jsonl").write_text(json.dumps(rec) + "\n")
+    out = regrade(tmp_path, {"b": [chain]})
+    assert out["regraded"]["changed_verdicts"] == {"b": 1}
+    assert out["benchmarks"]["b"]["accuracy"] == 0.0
+    assert json.loads((tmp_path / "b.jsonl").read_text())["correct"] is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from helpers import config, report, tables
 from helpers.paths import repo_root
@@ -95,3 +96,31 @@ def test_effects_compare_our_differences_with_the_papers():
     assert rows["MATH-OAI"]["intervals separate"]
     assert not rows["GPQA"]["same sign"] and not rows["GPQA"]["intervals separate"]
     assert rows["AIME"]["ours"] == 0.0 and not rows["AIME"]["same sign"]
+
+
+def test_publish_copies_the_report_but_no_models(tmp_path):
+    run, dest = tmp_path / "run", tmp_path / "ref"
+    for path, text in {
+        "REPORT.md": "# report",
+        "tables/table2.md": "| a |",
+        "eval/sft_small/summary.json": "{}",
+        "eval/sft_small/normal.jsonl": "{}",
+        "models/sft_small/model.safetensors": "weights",
+        "mix/thought_lengths.png": "png",
+    }.items():
+        (run / path).parent.mkdir(parents=True, exist_ok=True)
+        (run / path).write_text(text)
+    prof = tmp_path / "p.yaml"
+    prof.write_text("run: x\n")
+    report.publish(run, dest, prof)
+    got = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert got == [
+        "REPORT.md",
+        "eval/sft_small.summary.json",
+        "figures/thought_lengths.png",
+        "profile.yaml",
+        "tables/table2.md",
+    ]
+    (run / "REPORT.md").unlink()
+    with pytest.raises(FileNotFoundError, match="run the analyse stage first"):
+        report.publish(run, dest, prof)

@@ -49,8 +49,12 @@ def score(model_dir: str, items: list[dict], max_new_tokens: int) -> dict:
     prompts = [Prompt(chat_messages(it["question"], DEFAULT_PROMPT)) for it in items]
     outs = [o[0] for o in be.generate(prompts, SamplingCfg(max_new_tokens=max_new_tokens))]
     n = len(items)
+    by_group: dict[str, list[bool]] = {}
+    for c, it in zip(outs, items, strict=True):
+        by_group.setdefault(it["group"], []).append(parse_response(c.text).well_formed)
     return {
         "format_adherence": 100 * sum(parse_response(c.text).well_formed for c in outs) / n,
+        "format_by_group": {g: f"{sum(v)}/{len(v)}" for g, v in sorted(by_group.items())},
         "answer_agrees": 100
         * sum(
             last_boxed(parse_response(c.text).solution or c.text) == it["gold"]
@@ -84,16 +88,13 @@ def main() -> None:
         s = dict(s)
         name = s.pop("name")
         out_dir = f"/tmp/sft_probe/{name}"
+        base = {"per_device_batch_size": 4, "max_length": 768, "lora_r": 32, "lora_alpha": 64}
         spec = SFTSpec(
             model=args.model,
             data=mixture,
             out_dir=out_dir,
             prompt=DEFAULT_PROMPT,
-            per_device_batch_size=4,
-            max_length=768,
-            lora_r=32,
-            lora_alpha=64,
-            **s,
+            **{**base, **s},
         )
         t0 = time.time()
         summary = train_sft(spec)
