@@ -72,7 +72,11 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Evaluate on every benchmark; write <bench>.jsonl and summary.json; return the summary."""
     out_dir = Path(out_dir)
-    summary: dict[str, Any] = {"variant": variant, "model": model_name, "benchmarks": {}}
+    from .paths import rel
+
+    # A checkpoint is named relative to the repo, so summaries carry no machine paths.
+    shown = rel(model_name) if Path(model_name).exists() else model_name
+    summary: dict[str, Any] = {"variant": variant, "model": shown, "benchmarks": {}}
     t0 = time.time()
     for name, recs in evaluate_benchmarks(backend, benchmarks, prompt, max_new_tokens).items():
         write_jsonl(out_dir / f"{name}.jsonl", recs)
