@@ -11,7 +11,7 @@ from tqdm import tqdm
 from .formatting import chat_messages
 from .generation import OpenAIBackend, Prompt, SamplingCfg
 from .grading import grade
-from .tasks import _stable
+from .sources import stable_hash
 from .teachers import respond
 
 PROBLEM_KEYS = (
@@ -68,7 +68,9 @@ def collect_embedded(
     out = []
     for p in tqdm(problems, desc=teacher.name, unit="problem"):
         for k in range(teacher.rollouts):
-            r = respond(p, teacher.style, teacher.defects, _stable(seed, teacher.name, p["id"], k))
+            r = respond(
+                p, teacher.style, teacher.defects, stable_hash(seed, teacher.name, p["id"], k)
+            )
             stop = "length" if "truncation" in r["defects"] else "end_of_turn"
             out.append(
                 _record(

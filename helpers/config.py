@@ -62,8 +62,8 @@ class PoolSourceCfg(Strict):
 
 class PoolCfg(Strict):
     size: PosInt = 40
-    source: Literal["embedded"] = "embedded"  # reasoning-gym families, when `sources` is empty
-    sources: list[PoolSourceCfg] = []  # real datasets (the paper profile)
+    # Real datasets (the paper profile); without any, reasoning-gym's embedded families.
+    sources: list[PoolSourceCfg] = []
 
     @model_validator(mode="after")
     def _sizes_fit(self) -> PoolCfg:

@@ -17,7 +17,8 @@ from .grading import LETTERS, last_boxed
 from .paths import rel
 
 
-def _stable(*parts: Any) -> int:
+def stable_hash(*parts: Any) -> int:
+    """A seed from any values, the same on every machine and run (unlike hash())."""
     return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
@@ -50,7 +51,8 @@ def _problem(**fields: Any) -> dict[str, Any]:
     return {**base, **fields}
 
 
-def _choice_question(stem: str, options: list[str]) -> str:
+def choice_question(stem: str, options: list[str]) -> str:
+    """A multiple-choice question: the stem, lettered options, and how to answer."""
     listing = "\n".join(f"({L}) {o}" for L, o in zip(LETTERS, options, strict=False))
     return f"{stem.strip()}\n\n{listing}\n\nAnswer with the letter of the correct option."
 
@@ -117,7 +119,7 @@ def load_gpqa_diamond(path: str, size: int | None = None, seed: int = 0) -> list
         options = [str(r[k]).strip() for k in keys[1:]]
         gold = options[0]
         rid = r.get("Record ID", i)
-        random.Random(_stable(seed, rid)).shuffle(options)
+        random.Random(stable_hash(seed, rid)).shuffle(options)
         out.append(
             _problem(
                 id=f"gpqa-{rid}",
@@ -126,7 +128,7 @@ def load_gpqa_diamond(path: str, size: int | None = None, seed: int = 0) -> list
                 domain=str(r.get("High-level domain", "science")).lower(),
                 difficulty="hard",
                 source="GPQA Diamond",
-                question=_choice_question(r["Question"], options),
+                question=choice_question(r["Question"], options),
                 answer=LETTERS[options.index(gold)],
                 answer_type="choice",
                 choices=options,
@@ -240,7 +242,7 @@ def load_riddlesense(path: str) -> list[dict[str, Any]]:
                 domain="puzzle",
                 difficulty="normal",
                 source="RiddleSense",
-                question=_choice_question(stem, texts),
+                question=choice_question(stem, texts),
                 answer=LETTERS[labels.index(r["answerKey"])],
                 answer_type="choice",
                 choices=texts,
@@ -301,7 +303,7 @@ def load_pool(group: str, cfg: Any, seed: int) -> list[dict[str, Any]]:
             raise ValueError(
                 f"pools.{group}: source {src.source} ({src.path}) gave no usable problems"
             )
-        rng = random.Random(_stable(seed, group, src.source, src.path))
+        rng = random.Random(stable_hash(seed, group, src.source, src.path))
         picked = rng.sample(rows, min(n, len(rows)))
         out += [{**r, "group": group} for r in picked]
     return out

@@ -8,7 +8,6 @@ seed, index) that regenerates its entry.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from collections import Counter
@@ -18,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import read_jsonl, write_jsonl
-from .sources import load_aime2024, load_gpqa_diamond, load_math500, load_pool
+from .sources import (
+    choice_question,
+    load_aime2024,
+    load_gpqa_diamond,
+    load_math500,
+    load_pool,
+    stable_hash,
+)
 
 
 @dataclass(frozen=True)
@@ -124,10 +130,6 @@ _FORMAT_NOISE = [
 ]
 
 
-def _stable(*parts: Any) -> int:
-    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
-
-
 @lru_cache(maxsize=256)
 def _gym_dataset(name: str, config_items: tuple, seed: int, size: int) -> Any:
     import reasoning_gym as rg
@@ -207,14 +209,12 @@ def make_example(
     }
     choice = fam.choice if as_choice is None else as_choice
     if choice:
-        rng = random.Random(_stable(pid, "choices"))
+        rng = random.Random(stable_hash(pid, "choices"))
         options = [str(entry["answer"]).strip(), *_choice_options(fam, entry, rng)]
         rng.shuffle(options)
         letter = "ABCD"[options.index(str(entry["answer"]).strip())]
-        body = _clean_question(entry["question"])
-        listing = "\n".join(f"({L}) {o}" for L, o in zip("ABCD", options, strict=True))
         record.update(
-            question=f"{body}\n\n{listing}\n\nAnswer with the letter of the correct option.",
+            question=choice_question(_clean_question(entry["question"]), options),
             answer=letter,
             answer_type="choice",
             choices=options,
@@ -244,7 +244,7 @@ def build_embedded(
     ]
     out = []
     for fam, n in zip(kind_families, per, strict=True):
-        seed = seed_base + _stable(fam) % 100_000
+        seed = seed_base + stable_hash(fam) % 100_000
         for i in range(n):
             # In training pools, half the choice-capable problems appear in open form too.
             as_choice = (i % 2 == 0) if (mixed_choice and FAMILIES[fam].choice) else None

@@ -91,19 +91,17 @@ def to_solution_examples(
     tokenizer: Any, data: list[dict[str, Any]], prompt: str
 ) -> list[dict[str, Any]]:
     """Plain-text prompt/completion pairs: question and thought in, solution out."""
-    from .formatting import END_SOLUTION, chat_messages, parse_response, solution_prefix
+    from .formatting import END_SOLUTION, parse_response, render_prompt, solution_prefix
 
     out = []
     for i, r in enumerate(data):
         parsed = parse_response(r["combined_text"])
         if not parsed.well_formed:
             raise ValueError(f"training data, record {i} ({r.get('id')}): not well formed")
-        head = tokenizer.apply_chat_template(
-            chat_messages(r["question"], prompt), tokenize=False, add_generation_prompt=True
-        )
         out.append(
             {
-                "prompt": head + solution_prefix(parsed.thought),
+                "prompt": render_prompt(tokenizer, r["question"], prompt)
+                + solution_prefix(parsed.thought),
                 "completion": f"\n\n{parsed.solution.strip()}\n\n{END_SOLUTION}",
             }
         )
