@@ -102,50 +102,66 @@ def _tokens(expr: str) -> list[str]:
 
 
 def _say_op(voice: Voice, a: Any, op: str, b: Any, r: Any) -> str:
-    sym = {"+": "+", "-": "-", "*": "*", "/": "/"}[op]
     return voice.pick(
-        f"{_fmt(a)} {sym} {_fmt(b)} = {_fmt(r)}.",
-        f"Compute {_fmt(a)} {sym} {_fmt(b)} = {_fmt(r)}.",
-        f"Next, {_fmt(a)} {sym} {_fmt(b)} = {_fmt(r)}.",
+        f"{_fmt(a)} {op} {_fmt(b)} = {_fmt(r)}",
+        f"Compute {_fmt(a)} {op} {_fmt(b)} = {_fmt(r)}",
+        f"Next, {_fmt(a)} {op} {_fmt(b)} = {_fmt(r)}",
     )
 
 
-def _op_step(voice: Voice, a: Fraction, op: str, b: Fraction, r: Fraction, slip: bool) -> str:
-    """State one operation; a slip states a wrong result, notices it and repairs it."""
+def _op_step(
+    voice: Voice, a: Fraction, op: str, b: Fraction, r: Fraction, slip: bool, rest: str
+) -> str:
+    """State one operation and what is left; a slip states a wrong result, then repairs it."""
+    # Writing out the remaining expression after every operation keeps the state in the text:
+    # a small model copies it instead of counting how many operations are left, and a lone
+    # number is the visible signal that the work is done.
+    left = f", so the expression is now {rest}."
     if slip:
         wrong = r + voice.rng.choice([-10, -2, -1, 1, 2, 10])
         return (
             f"{_fmt(a)} {op} {_fmt(b)} = {_fmt(wrong)}. {SLIP_NOTE} "
-            f"Recomputing: {_fmt(a)} {op} {_fmt(b)} = {_fmt(r)}."
+            f"Recomputing: {_fmt(a)} {op} {_fmt(b)} = {_fmt(r)}{left}"
         )
-    return _say_op(voice, a, op, b, r)
+    return _say_op(voice, a, op, b, r) + left
+
+
+def _expr_text(vals: list[Fraction], ops: list[str]) -> str:
+    parts = [_fmt(vals[0])]
+    for op, v in zip(ops, vals[1:], strict=True):
+        parts += [op, _fmt(v) if v >= 0 else f"({_fmt(v)})"]
+    return " ".join(parts)
 
 
 def solve_expression(expr: str, voice: Voice, slip_rate: float) -> Work:
-    """Evaluate + - * / with precedence, one operation per step."""
+    """Evaluate + - * / with precedence, one operation per step, restating what is left."""
     toks = _tokens(expr)
     vals = [Fraction(int(t)) for t in toks[0::2]]
     ops = toks[1::2]
     steps: list[str] = []
     slipped = False
-    # multiplication and division first, left to right
-    i = 0
-    mult = [o for o in ops if o in "*/"]
-    if mult:
+
+    def step(i: int) -> None:
+        nonlocal slipped
+        a, op, b = vals[i], ops[i], vals[i + 1]
+        r = _apply(a, op, b)
+        vals[i : i + 2] = [r]
+        del ops[i]
+        slip = not slipped and voice.rng.random() < slip_rate
+        slipped |= slip
+        steps.append(_op_step(voice, a, op, b, r, slip, _expr_text(vals, ops)))
+
+    if any(o in "*/" for o in ops):
         steps.append(
             voice.pick(
                 "Multiplication and division come first.",
                 "First I handle the products and quotients.",
             )
         )
+    i = 0
     while i < len(ops):
         if ops[i] in "*/":
-            r = _apply(vals[i], ops[i], vals[i + 1])
-            slip = not slipped and voice.rng.random() < slip_rate
-            slipped |= slip
-            steps.append(_op_step(voice, vals[i], ops[i], vals[i + 1], r, slip))
-            vals[i : i + 2] = [r]
-            del ops[i]
+            step(i)
         else:
             i += 1
     if ops:
@@ -155,13 +171,9 @@ def solve_expression(expr: str, voice: Voice, slip_rate: float) -> Work:
                 "Then the additions and subtractions, in order.",
             )
         )
+    while ops:
+        step(0)
     acc = vals[0]
-    for op, v in zip(ops, vals[1:], strict=True):
-        r = _apply(acc, op, v)
-        slip = not slipped and voice.rng.random() < slip_rate
-        slipped |= slip
-        steps.append(_op_step(voice, acc, op, v, r, slip))
-        acc = r
     steps.append(f"{voice.check()} Going through {expr.strip()} again gives {_fmt(acc)}.")
     return Work(steps, [f"Evaluating {expr.strip()} step by step gives {_fmt(acc)}."], _fmt(acc))
 
@@ -207,10 +219,14 @@ def solve_gcd(nums: list[int], voice: Voice) -> tuple[list[str], int]:
         a, b = max(g, n), min(g, n)
         while b:
             q, r = divmod(a, b)
-            steps.append(f"{a} = {q}*{b} + {r}.")
+            # Each division says what its remainder means, so the stop is decided on the line
+            # that writes the zero rather than remembered from the line before.
+            then = f"so gcd({g}, {n}) = {b}." if r == 0 else f"so next I divide {b} by {r}."
+            steps.append(f"{a} = {q}*{b} + {r}. The remainder is {r}, {then}")
             a, b = b, r
         g = a
-    steps.append(voice.pick(f"The last nonzero remainder is {g}.", f"So the GCD is {g}."))
+    if len(nums) > 2:
+        steps.append(voice.pick(f"The last nonzero remainder is {g}.", f"So the GCD is {g}."))
     return steps, g
 
 

@@ -67,6 +67,40 @@ def test_hard_thoughts_are_longer_and_search_backtracks():
     assert any("backtrack" in o["text"] or "go back" in o["text"] for o in outs)
 
 
+def test_expression_steps_restate_what_is_left_until_one_number():
+    chains = [p for p in problems("normal_math", 36) if p["family"] == "arithmetic"] + [
+        p for p in problems("hard_math", 12) if p["family"] == "long_chain"
+    ]
+    assert len(chains) >= 8
+    for p in chains:
+        thought, _ = split_r1(respond(p, "r1", DefectRates(), 3, slip_rate=0.0)["text"])
+        states = re.findall(r"so the expression is now (.+?)\.(?:\n|$)", thought)
+        assert states, p["id"]
+        # each restated expression keeps the value; the last one is the answer alone
+        for st in states:
+            exact = re.sub(r"\d+", lambda m: f"Fraction({m.group()})", st)
+            assert eval(exact) == Fraction(p["answer"]), (p["id"], st)
+        assert states[-1] == p["answer"] and all(re.search(r"[-+*/] ", s) for s in states[:-1])
+
+
+def test_euclid_steps_name_their_remainder_and_stop_at_zero():
+    fams = {"gcd", "lcm", "fractions"}
+    seen = set()
+    for p in problems("normal_math", 36):
+        if p["family"] not in fams:
+            continue
+        seen.add(p["family"])
+        thought, _ = split_r1(respond(p, "r1", DefectRates(), 3)["text"])
+        lines = re.findall(r"(\d+) = (\d+)\*(\d+) \+ (\d+)\. The remainder is (\d+), (.+)", thought)
+        assert lines, p["id"]
+        for a, q, b, r, said, then in lines:
+            assert int(a) == int(q) * int(b) + int(r) and r == said
+            assert (
+                then.startswith("so gcd(") if r == "0" else then == f"so next I divide {b} by {r}."
+            )
+    assert seen == fams
+
+
 def test_wording_varies_with_seed():
     p = problems("normal_math")[0]
     texts = {respond(p, "qwq", DefectRates(), s)["text"] for s in range(6)}

@@ -1,11 +1,13 @@
-"""Probe SFT settings on training data only: train on a mixture, test on held-out demonstrations.
+"""Probe SFT settings on training data only: train on a mixture, test on fresh pool problems.
 
-Usage: python tools/sft_probe.py DEMOS MIXTURE OUT_JSON [--settings FILE] [--held-out 60]
+Usage: python tools/sft_probe.py PROFILE MIXTURE OUT_JSON [--settings FILE] [--dev 60]
+       python tools/sft_probe.py PROFILE - OUT_JSON --score MODEL_DIR [--score MODEL_DIR ...]
 
-The held-out set is demonstrations (from 02_unify_format) of problems the mixture does not
-contain, graded by the boxed answer of their own solution; the benchmarks are never touched, so
-profile settings chosen from this probe are tuned on training data. Reports, per setting, the
-format adherence, answer agreement, mean tokens and truncation of greedy generations.
+The test set ("dev") is freshly drawn pool problems (the training pools' families, a seed of its
+own) with any problem that overlaps a benchmark or a training pool dropped, graded with the
+project's grader. The benchmarks are never generated for, so profile settings chosen from this
+probe are tuned on training data. Reports, per setting, format adherence (also per family),
+accuracy, mean tokens and truncation of greedy generations.
 """
 
 from __future__ import annotations
@@ -13,99 +15,113 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from helpers.artifacts import read_jsonl
-from helpers.formatting import DEFAULT_PROMPT, chat_messages, parse_response
-from helpers.generation import HFBackend, Prompt, SamplingCfg
-from helpers.grading import last_boxed
+from helpers.config import load_profile
+from helpers.evaluation import evaluate_benchmarks, summarize
+from helpers.formatting import load_prompt
+from helpers.generation import HFBackend
 from helpers.models import load_model
-from helpers.training import SFTSpec, train_sft
+from helpers.paths import run_dir
+from helpers.tasks import (
+    POOL_FAMILIES,
+    POOL_SEED_BASE,
+    build_embedded,
+    build_pools,
+    load_benchmarks,
+    overlapping,
+)
+from helpers.training import spec_from_profile, train_sft
 
 DEFAULT_SETTINGS = [
-    {"name": "tiny", "method": "lora", "learning_rate": 5e-4, "epochs": 1},
-    {"name": "lora_3ep", "method": "lora", "learning_rate": 5e-4, "epochs": 3},
-    {"name": "full_3ep", "method": "full", "learning_rate": 5e-5, "epochs": 3},
+    {"name": "lora_1ep", "method": "lora", "learning_rate": 1e-3, "epochs": 1},
+    {"name": "lora_2ep", "method": "lora", "learning_rate": 1e-3, "epochs": 2},
 ]
+DEV_SEED_OFFSET = 500_000  # far from the pools' and the benchmarks' seed ranges
 
 
-def held_out(demos: list[dict], mixture: list[dict], n: int) -> list[dict]:
-    """Math demonstrations of problems outside the mixture, with their boxed answer as gold."""
-    seen = {d["problem_id"] for d in mixture}
-    out, used = [], set()
-    for d in demos:
-        gold = last_boxed(parse_response(d["combined_text"]).solution or "")
-        if d["problem_id"] in seen or d["problem_id"] in used or gold is None:
-            continue
-        used.add(d["problem_id"])
-        out.append({**d, "gold": gold})
-    return out[:n]
+def dev_set(profile, n: int, group: str = "normal_math") -> list[dict]:
+    """Fresh problems of a pool group's families; none overlaps a benchmark or a pool."""
+    rows = build_embedded(
+        POOL_FAMILIES[group], n, POOL_SEED_BASE + DEV_SEED_OFFSET, group, f"dev-{group}"
+    )
+    benches = load_benchmarks(profile, run_dir(profile.run))
+    pools, _ = build_pools(profile, benches)
+    refs = [r for rs in benches.values() for r in rs] + pools
+    flagged = overlapping(rows, refs)
+    return [r for r in rows if r["id"] not in flagged]
 
 
-def score(model_dir: str, items: list[dict], max_new_tokens: int) -> dict:
-    """Greedy generations on the held-out items: format, agreement, length, truncation."""
+def score(model_dir: str, items: list[dict], prompt: str, max_new_tokens: int) -> dict:
+    """Greedy generations on the dev items: format (overall, per family), accuracy, length."""
     model, tok = load_model(model_dir)
     be = HFBackend(model, tok, batch_size=len(items), progress=False)
-    prompts = [Prompt(chat_messages(it["question"], DEFAULT_PROMPT)) for it in items]
-    outs = [o[0] for o in be.generate(prompts, SamplingCfg(max_new_tokens=max_new_tokens))]
-    n = len(items)
-    by_group: dict[str, list[bool]] = {}
-    for c, it in zip(outs, items, strict=True):
-        by_group.setdefault(it["group"], []).append(parse_response(c.text).well_formed)
+    t0 = time.time()
+    recs = evaluate_benchmarks(be, {"dev": items}, prompt, max_new_tokens)["dev"]
+    fams: dict[str, list[bool]] = {}
+    for r in recs:
+        fams.setdefault(r["family"], []).append(r["well_formed"])
+    out = summarize(recs)
+    out.pop("correct")
+    bad = [r for r in recs if not r["well_formed"]]
     return {
-        "format_adherence": 100 * sum(parse_response(c.text).well_formed for c in outs) / n,
-        "format_by_group": {g: f"{sum(v)}/{len(v)}" for g, v in sorted(by_group.items())},
-        "answer_agrees": 100
-        * sum(
-            last_boxed(parse_response(c.text).solution or c.text) == it["gold"]
-            for c, it in zip(outs, items, strict=True)
-        )
-        / n,
-        "mean_tokens": sum(c.tokens for c in outs) / n,
-        "truncated": 100 * sum(c.stop_reason == "length" for c in outs) / n,
-        "example": outs[0].text[:400],
+        **out,
+        "format_by_family": {f: f"{sum(v)}/{len(v)}" for f, v in sorted(fams.items())},
+        "generate_s": round(time.time() - t0, 1),
+        "malformed_example": bad[0]["response"][-300:] if bad else None,
     }
 
 
 def main() -> None:
-    """Train each setting, score it and the backbone, write the report."""
+    """Train each setting (or take given checkpoints), score it on the dev set, write a report."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("demos")
-    ap.add_argument("mixture")
+    ap.add_argument("profile")
+    ap.add_argument("mixture", help="a mixture jsonl from 03_mix_data, or - with --score")
     ap.add_argument("out")
-    ap.add_argument("--settings")
-    ap.add_argument("--held-out", type=int, default=60)
-    ap.add_argument("--max-new-tokens", type=int, default=320)
-    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--settings", help="JSON list of SFTSpec overrides, each with a name")
+    ap.add_argument("--score", action="append", default=[], help="score this checkpoint only")
+    ap.add_argument("--dev", type=int, default=60)
+    ap.add_argument("--backbone", action="store_true", help="score the backbone too")
     args = ap.parse_args()
+    profile = load_profile(args.profile)
+    prompt = load_prompt(profile.prompt_file)
+    items = dev_set(profile, args.dev)
+    max_new = profile.generation.max_new_tokens
+    report: dict = {"profile": args.profile, "dev": len(items), "results": {}}
+
+    def record(name: str, result: dict) -> None:
+        report["results"][name] = result
+        print(name, json.dumps(result), flush=True)
+        Path(args.out).write_text(json.dumps(report, indent=2))
+
+    if args.backbone:
+        record("backbone", score(profile.backbone, items, prompt, max_new))
+    for ckpt in args.score:
+        record(ckpt, score(ckpt, items, prompt, max_new))
+    if args.score:
+        return
     mixture = read_jsonl(args.mixture)
-    items = held_out(read_jsonl(args.demos), mixture, args.held_out)
+    report["mixture"], report["train_examples"] = args.mixture, len(mixture)
     settings = json.loads(Path(args.settings).read_text()) if args.settings else DEFAULT_SETTINGS
-    report = {"mixture": args.mixture, "train_examples": len(mixture), "held_out": len(items)}
-    report["backbone"] = score(args.model, items, args.max_new_tokens)
-    print("backbone", report["backbone"], flush=True)
     for s in settings:
         s = dict(s)
         name = s.pop("name")
         out_dir = f"/tmp/sft_probe/{name}"
-        base = {"per_device_batch_size": 4, "max_length": 768, "lora_r": 32, "lora_alpha": 64}
-        spec = SFTSpec(
-            model=args.model,
-            data=mixture,
-            out_dir=out_dir,
-            prompt=DEFAULT_PROMPT,
-            **{**base, **s},
-        )
+        spec = spec_from_profile(profile, profile.backbone, mixture, Path(out_dir), prompt)
+        spec = replace(spec, **s)
         t0 = time.time()
         summary = train_sft(spec)
-        report[name] = {
-            **s,
-            "train_loss": summary["train_loss"],
-            "train_s": round(time.time() - t0, 1),
-            **score(out_dir, items, args.max_new_tokens),
-        }
-        print(name, report[name], flush=True)
-    Path(args.out).write_text(json.dumps(report, indent=2))
+        record(
+            name,
+            {
+                **s,
+                "train_loss": summary["train_loss"],
+                "train_s": round(time.time() - t0, 1),
+                **score(out_dir, items, prompt, max_new),
+            },
+        )
 
 
 if __name__ == "__main__":
