@@ -10,6 +10,7 @@ from .artifacts import write_json, write_jsonl
 from .formatting import chat_messages, parse_response
 from .generation import Prompt, SamplingCfg
 from .grading import grade
+from .paths import rel
 
 
 def evaluate_benchmarks(
@@ -72,8 +73,6 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Evaluate on every benchmark; write <bench>.jsonl and summary.json; return the summary."""
     out_dir = Path(out_dir)
-    from .paths import rel
-
     # A checkpoint is named relative to the repo, so summaries carry no machine paths.
     shown = rel(model_name) if Path(model_name).exists() else model_name
     summary: dict[str, Any] = {"variant": variant, "model": shown, "benchmarks": {}}

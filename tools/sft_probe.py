@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--dev", type=int, default=60)
     ap.add_argument("--backbone", action="store_true", help="score the backbone too")
     args = ap.parse_args()
+    if (args.mixture == "-") != bool(args.score):
+        ap.error("give a mixture to train on, or - with one or more --score checkpoints")
     profile = load_profile(args.profile)
     prompt = load_prompt(profile.prompt_file)
     items = dev_set(profile, args.dev)
