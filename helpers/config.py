@@ -39,6 +39,13 @@ class GenerationCfg(Strict):
     api_model: str | None = None
     api_key_env: str | None = None
     concurrency: PosInt = 8
+    stop_loops: bool = False  # hf backend: stop a row once it repeats one block (see generation)
+
+    @model_validator(mode="after")
+    def _loops_need_hf(self) -> GenerationCfg:
+        if self.stop_loops and self.backend != "hf":
+            raise ValueError(f"stop_loops works with the hf backend only, not '{self.backend}'")
+        return self
 
 
 class BenchmarkCfg(Strict):

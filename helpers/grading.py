@@ -145,7 +145,8 @@ class Grade:
 
 def grade(response: str, example: dict[str, Any], stop_reason: str = "end") -> Grade:
     """Grade a response to a benchmark or pool example (schema of helpers.tasks)."""
-    truncated = stop_reason == "length"
+    # A loop stopped early (generation.stop_loops) would have run to the limit: truncated too.
+    truncated = stop_reason in ("length", "loop")
     well_formed = parse_response(response).well_formed
     if example["answer_type"] == "open":  # prose or code: no grader here, see collect.label
         return Grade(False, None, "none", truncated, well_formed)

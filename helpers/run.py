@@ -187,12 +187,27 @@ def stage_config(profile: Profile, ex: Execution) -> dict[str, Any]:
     return out
 
 
+def notebook_code(path: Path) -> str:
+    """The code cells' sources of a notebook: what it does, without outputs or counts."""
+    try:
+        cells = json.loads(path.read_text())["cells"]
+    except (ValueError, KeyError) as e:
+        raise ProfileError(f"{path}: not a readable notebook ({e})") from e
+    return "\n# %% cell\n".join(
+        "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+        for c in cells
+        if c.get("cell_type") == "code"
+    )
+
+
 def execution_fingerprint(ex: Execution, config: dict[str, Any]) -> str:
     """Hash what decides an execution's result apart from its inputs: settings and code."""
     h = hashlib.sha256()
     h.update(json.dumps(ex.parameters, sort_keys=True).encode())
     h.update(json.dumps(config, sort_keys=True).encode())
-    h.update(ex.notebook.read_bytes())
+    # Code only: re-executing a notebook to refresh its committed outputs changes nothing it
+    # computes, and used to make the runner redo every stage of every run.
+    h.update(notebook_code(ex.notebook).encode())
     return h.hexdigest()[:16]
 
 

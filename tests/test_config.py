@@ -98,3 +98,8 @@ def test_error_names_line_of_key(tmp_path):
 def test_missing_profile_file(tmp_path):
     with pytest.raises(ProfileError, match="no such profile file"):
         load_profile(tmp_path / "absent.yaml")
+
+
+def test_loop_stopping_needs_the_hf_backend(tmp_path):
+    msg = error_of(tmp_path, GOOD + "generation: {backend: vllm, stop_loops: true}\n")
+    assert "generation" in msg and "hf backend only" in msg and "vllm" in msg

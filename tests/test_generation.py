@@ -8,7 +8,15 @@ import threading
 import pytest
 
 from helpers.formatting import chat_messages
-from helpers.generation import Completion, HFBackend, OpenAIBackend, Prompt, SamplingCfg
+from helpers.generation import (
+    Completion,
+    HFBackend,
+    OpenAIBackend,
+    Prompt,
+    SamplingCfg,
+    make_backend,
+    repeating_tail,
+)
 from helpers.serve import make_handler, start_server
 
 
@@ -39,6 +47,34 @@ def test_hf_backend_stops_at_end_marker(backbone):
     )
     out = be.generate([p], SamplingCfg(max_new_tokens=40, stop=("\n",)))[0][0]
     assert out.stop_reason == "end_marker" and out.text.endswith("\n") and out.text.count("\n") == 1
+
+
+def test_repeating_tail_needs_a_long_run_of_one_block():
+    block = list(range(100, 109))  # 9 tokens
+    assert repeating_tail(list(range(40)) + block * 15)  # 135 looping tokens after a prefix
+    assert not repeating_tail(block * 14)  # 126 tokens: under the 128-token span
+    assert not repeating_tail(list(range(300)))
+    big = list(range(200, 240))  # 40 tokens: the loop must show 5 periods, 200 tokens
+    assert not repeating_tail(big * 4) and repeating_tail(big * 5)
+    # one changed token inside the window breaks the loop
+    broken = block * 20
+    broken[-60] = 7
+    assert not repeating_tail(broken)
+
+
+def test_hf_backend_stops_a_loop_early(backbone):
+    model, tok = backbone
+    # The backbone continues a long run of one sentence with more of it under greedy decoding.
+    p = Prompt(chat_messages("List the remainders.", ""), prefix="The remainder is 0.\n" * 12)
+    cfg = SamplingCfg(max_new_tokens=200)
+    looped = HFBackend(model, tok, batch_size=2, progress=False, stop_loops=True)
+    full = HFBackend(model, tok, batch_size=2, progress=False)
+    short, long = looped.generate([p], cfg)[0][0], full.generate([p], cfg)[0][0]
+    assert (long.stop_reason, long.tokens) == ("length", 200)
+    assert short.stop_reason == "loop" and short.tokens < 200
+    assert long.text.startswith(short.text)  # the same greedy decode, stopped sooner
+    with pytest.raises(ValueError, match="hf backend only"):
+        make_backend("vllm", "m", stop_loops=True)
 
 
 class EchoBackend:

@@ -73,9 +73,11 @@ def test_no_answer_at_all():
     assert not grade("I am not sure.", math_ex("1")).correct
 
 
-def test_truncated_counts_wrong_and_is_flagged():
-    g = grade(format_response("t", r"\boxed{9}"), math_ex("9"), stop_reason="length")
+@pytest.mark.parametrize("reason", ["length", "loop"])
+def test_truncated_counts_wrong_and_is_flagged(reason):
+    g = grade(format_response("t", r"\boxed{9}"), math_ex("9"), stop_reason=reason)
     assert not g.correct and g.truncated
+    assert not grade(format_response("t", r"\boxed{9}"), math_ex("9"), "end_marker").truncated
 
 
 @pytest.mark.parametrize(

@@ -104,6 +104,20 @@ def test_changed_parameters_rerun(tmp_path):
     assert run(plan, rdir)[0] == ["skip", "ran"]
 
 
+def test_reexecuted_notebook_skips_but_edited_code_reruns(tmp_path):
+    plan, rdir = plan_in(tmp_path)
+    run(plan, rdir)
+    nb = nbformat.read(plan[0].notebook, as_version=4)
+    # what re-executing a notebook to refresh its committed outputs changes
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="refreshed\n")]
+    nb.cells[1].execution_count = 7
+    nbformat.write(nb, plan[0].notebook)
+    assert run(plan, rdir)[0] == ["skip", "skip"]
+    nb.cells[1].source += "\n# an edit to the code"
+    nbformat.write(nb, plan[0].notebook)
+    assert run(plan, rdir)[0] == ["ran", "ran"]
+
+
 def test_dry_run_prints_plan_and_runs_nothing(tmp_path):
     plan, rdir = plan_in(tmp_path)
     outcomes, lines = run(plan, rdir, dry_run=True)

@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from helpers.artifacts import read_jsonl
-from helpers.config import load_profile
+from helpers.config import GenerationCfg, load_profile
 from helpers.evaluation import evaluate_benchmarks, summarize
 from helpers.formatting import load_prompt
 from helpers.generation import HFBackend
@@ -54,12 +54,12 @@ def dev_set(profile, n: int, group: str = "normal_math") -> list[dict]:
     return [r for r in rows if r["id"] not in flagged]
 
 
-def score(model_dir: str, items: list[dict], prompt: str, max_new_tokens: int) -> dict:
+def score(model_dir: str, items: list[dict], prompt: str, gen: GenerationCfg) -> dict:
     """Greedy generations on the dev items: format (overall, per family), accuracy, length."""
     model, tok = load_model(model_dir)
-    be = HFBackend(model, tok, batch_size=len(items), progress=False)
+    be = HFBackend(model, tok, batch_size=len(items), progress=False, stop_loops=gen.stop_loops)
     t0 = time.time()
-    recs = evaluate_benchmarks(be, {"dev": items}, prompt, max_new_tokens)["dev"]
+    recs = evaluate_benchmarks(be, {"dev": items}, prompt, gen.max_new_tokens)["dev"]
     fams: dict[str, list[bool]] = {}
     for r in recs:
         fams.setdefault(r["family"], []).append(r["well_formed"])
@@ -90,7 +90,7 @@ def main() -> None:
     profile = load_profile(args.profile)
     prompt = load_prompt(profile.prompt_file)
     items = dev_set(profile, args.dev)
-    max_new = profile.generation.max_new_tokens
+    gen = profile.generation
     report: dict = {"profile": args.profile, "dev": len(items), "results": {}}
 
     def record(name: str, result: dict) -> None:
@@ -99,9 +99,9 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(report, indent=2))
 
     if args.backbone:
-        record("backbone", score(profile.backbone, items, prompt, max_new))
+        record("backbone", score(profile.backbone, items, prompt, gen))
     for ckpt in args.score:
-        record(ckpt, score(ckpt, items, prompt, max_new))
+        record(ckpt, score(ckpt, items, prompt, gen))
     if args.score:
         return
     mixture = read_jsonl(args.mixture)
@@ -121,7 +121,7 @@ def main() -> None:
                 **s,
                 "train_loss": summary["train_loss"],
                 "train_s": round(time.time() - t0, 1),
-                **score(out_dir, items, prompt, max_new),
+                **score(out_dir, items, prompt, gen),
             },
         )
 
