@@ -78,13 +78,13 @@ def repeating_tail(
     periods: tuple[int, int] = LOOP_PERIODS,
 ) -> bool:
     """Whether the sequence ends in a loop: its tail repeats one block over and over."""
-    toks = list(tokens)
+    n = len(tokens)
     for p in range(periods[0], periods[1] + 1):
         w = max(min_span, min_repeats * p)
-        if w > len(toks):
+        if w > n:
             break
         # The last w tokens are p-periodic when they equal themselves shifted by p.
-        if toks[len(toks) - w + p :] == toks[len(toks) - w : len(toks) - p]:
+        if tokens[n - w + p :] == tokens[n - w : n - p]:
             return True
     return False
 
@@ -322,10 +322,7 @@ class HFBackend:
                 if any(s in tail for s in stop):
                     return True
             return (
-                self.stop_loops
-                and len(tokens) % LOOP_CHECK_EVERY == 0
-                and len(tokens) >= LOOP_MIN_SPAN
-                and repeating_tail(tokens)
+                self.stop_loops and len(tokens) % LOOP_CHECK_EVERY == 0 and repeating_tail(tokens)
             )
 
         return stopped
