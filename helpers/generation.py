@@ -111,6 +111,7 @@ def decode_continuous(
     generator: Any = None,
     on_done: Callable[[int], None] | None = None,
     prefill_chunk: int = 16,
+    share_prefix: bool = True,
 ) -> list[list[int]]:
     """Decode token-id prompts with a continuously refilled batch; return new tokens per prompt."""
     # transformers' generate() keeps finished rows in every forward pass until the longest row of
@@ -134,26 +135,46 @@ def decode_continuous(
             on_done(row)
         return done
 
+    from .kvcache import growing_cache, repeat_rows
+
+    layers = model.config.get_text_config(decoder=True).num_hidden_layers
+    # Prompts that share a head (chat template and instruction: 115 of 146 tokens in the tiny
+    # profile) compute it once; each row then prefills only its own tail.
+    head = common_prefix(prompts) if share_prefix else 0
+    head_cache: Any = None
     with torch.inference_mode():
+        if head:
+            head_cache = model(
+                input_ids=torch.tensor([prompts[0][:head]], device=device), use_cache=True
+            ).past_key_values
         while queue or alive:
             free = batch_size - len(alive)
-            if queue and (free >= refill_at or not alive):
+            # Refill once enough slots are free, or when the rest of the queue fits (so the
+            # last few prompts do not wait for a quarter of the batch to finish).
+            if queue and (free >= min(refill_at, len(queue)) or not alive):
                 # Prefill in chunks: one chunk pads every prompt to its longest, and the queue
                 # is sorted by length, so small chunks waste little on padding.
                 take = min(free, prefill_chunk)
                 rows, queue = queue[:take], queue[take:]
-                width = max(len(prompts[r]) for r in rows)
+                width = max(len(prompts[r]) for r in rows) - head
                 ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-                new_mask = torch.zeros((len(rows), width), dtype=torch.long)
+                new_mask = torch.zeros((len(rows), head + width), dtype=torch.long)
+                new_mask[:, :head] = 1
                 for j, r in enumerate(rows):
-                    ids[j, width - len(prompts[r]) :] = torch.tensor(prompts[r])
-                    new_mask[j, width - len(prompts[r]) :] = 1
+                    tail = prompts[r][head:]
+                    ids[j, width - len(tail) :] = torch.tensor(tail)
+                    new_mask[j, head + width - len(tail) :] = 1
                 ids, new_mask = ids.to(device), new_mask.to(device)
-                new_pos = (new_mask.cumsum(-1) - 1).clamp(min=0)
+                new_pos = (new_mask.cumsum(-1) - 1).clamp(min=0)[:, head:]
                 res = model(
                     input_ids=ids,
                     attention_mask=new_mask,
                     position_ids=new_pos,
+                    past_key_values=(
+                        repeat_rows(head_cache, len(rows), layers)
+                        if head
+                        else growing_cache(layers)
+                    ),
                     use_cache=True,
                     logits_to_keep=1,
                 )
@@ -200,6 +221,16 @@ def decode_continuous(
                         layer.keys = layer.keys[..., lead:, :]
                         layer.values = layer.values[..., lead:, :]
     return out
+
+
+def common_prefix(prompts: Sequence[Sequence[int]]) -> int:
+    """Length of the head all prompts share, leaving every prompt at least one token of its own."""
+    if not prompts:
+        return 0
+    first, n = prompts[0], min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        n = next((i for i in range(n) if p[i] != first[i]), n)
+    return max(n, 0)
 
 
 def _merge_left_padded(cache: Any, mask: Any, new_cache: Any, new_mask: Any) -> Any:

@@ -98,3 +98,49 @@ def test_sampling_is_seeded(tiny_lm):
 
     assert draw(1) == draw(1)
     assert draw(1) != draw(2)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 16])
+def test_shared_head_is_computed_once_and_changes_nothing(tiny_lm, batch_size):
+    # Every prompt starts with the same four tokens, as chat template plus instruction do; one is
+    # nothing but that head and one more token.
+    prompts = [[1, 2, 3, 4, *p] for p in PROMPTS]
+    calls = []
+    hook = tiny_lm.model.embed_tokens.register_forward_hook(
+        lambda _m, args, _o: calls.append(tuple(args[0].shape))
+    )
+    try:
+        got = decode_continuous(
+            tiny_lm, prompts, pad_id=0, batch_size=batch_size, max_new_tokens=10, eos=None
+        )
+    finally:
+        hook.remove()
+    assert got == [_reference(tiny_lm, p, 10) for p in prompts]
+    # The head goes through the model once, alone; no later call is as wide as a whole prompt
+    # with its head.
+    assert calls[0] == (1, 4)
+    assert all(shape[1] <= max(map(len, PROMPTS)) for shape in calls[1:])
+
+
+def test_growing_cache_layer_matches_concatenation():
+    from helpers.kvcache import HEADROOM, GrowingLayer
+
+    torch.manual_seed(0)
+    layer, ref = GrowingLayer(), []
+    for width in (3, 1, 1, HEADROOM, 1):  # the fourth update overflows the spare room
+        k, v = torch.randn(4, 2, width, 8), torch.randn(4, 2, width, 8)
+        ref.append((k, v))
+        keys, values = layer.update(k, v)
+    assert torch.equal(keys, torch.cat([k for k, _ in ref], dim=-2))
+    assert torch.equal(values, torch.cat([v for _, v in ref], dim=-2))
+    rows = torch.tensor([0, 2])
+    layer.batch_select_indices(rows)
+    k, v = torch.randn(2, 2, 1, 8), torch.randn(2, 2, 1, 8)
+    keys, values = layer.update(k, v)
+    assert torch.equal(keys, torch.cat([*(k_[rows] for k_, _ in ref), k], dim=-2))
+    assert torch.equal(values, torch.cat([*(v_[rows] for _, v_ in ref), v], dim=-2))
+    # Replacing the views from outside (as trimming does) is picked up by the next update.
+    layer.keys, layer.values = layer.keys[..., 2:, :], layer.values[..., 2:, :]
+    keys, _ = layer.update(k, v)
+    assert keys.shape[-2] == sum(w for w in (3, 1, 1, HEADROOM, 1)) + 1 - 2 + 1
+    assert torch.equal(keys[..., -1:, :], k)
