@@ -171,9 +171,7 @@ def decode_continuous(
                     attention_mask=new_mask,
                     position_ids=new_pos,
                     past_key_values=(
-                        repeat_rows(head_cache, len(rows), layers)
-                        if head
-                        else growing_cache(layers)
+                        repeat_rows(head_cache, len(rows)) if head else growing_cache(layers)
                     ),
                     use_cache=True,
                     logits_to_keep=1,

@@ -85,9 +85,9 @@ def growing_cache(layers: int) -> DynamicCache:
     return cache
 
 
-def repeat_rows(cache: DynamicCache, rows: int, layers: int) -> DynamicCache:
+def repeat_rows(cache: DynamicCache, rows: int) -> DynamicCache:
     """A growing cache holding `rows` copies of a one-row cache (a prompt prefix shared by all)."""
-    out = growing_cache(layers)
+    out = growing_cache(len(cache.layers))
     for src, dst in zip(cache.layers, out.layers, strict=True):
         dst.update(src.keys.expand(rows, -1, -1, -1), src.values.expand(rows, -1, -1, -1))
     return out
