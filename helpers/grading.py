@@ -13,17 +13,34 @@ from .formatting import BEGIN_SOLUTION, parse_response
 LETTERS = "ABCDEFGH"
 
 
-def last_boxed(text: str) -> str | None:
-    """Return the content of the last \\boxed{...} (or \\fbox{...}), nested braces included."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
-    for start in reversed(starts):
-        depth, i = 1, start
+def _boxed_spans(text: str) -> list[tuple[int, int, int]]:
+    """(macro start, content start, content end) of each closed \\boxed{...} or \\fbox{...}."""
+    spans = []
+    for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text):
+        depth, i = 1, m.end()
         while i < len(text) and depth:
             depth += {"{": 1, "}": -1}.get(text[i], 0)
             i += 1
         if depth == 0:
-            return text[start : i - 1].strip()
-    return None
+            spans.append((m.start(), m.end(), i - 1))
+    return spans
+
+
+def last_boxed(text: str) -> str | None:
+    """Return the content of the last \\boxed{...} (or \\fbox{...}), nested braces included."""
+    spans = _boxed_spans(text)
+    return text[spans[-1][1] : spans[-1][2]].strip() if spans else None
+
+
+def unbox(text: str) -> str:
+    """Replace each \\boxed{X} (or \\fbox{X}) by X, keeping the rest of the text as it is."""
+    out, pos = [], 0
+    for start, c0, c1 in _boxed_spans(text):
+        if start < pos:  # a box inside a box already unwrapped
+            continue
+        out += [text[pos:start], unbox(text[c0:c1].strip())]
+        pos = c1 + 1
+    return "".join(out) + text[pos:]
 
 
 ANSWER_IS_RE = re.compile(

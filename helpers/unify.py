@@ -17,7 +17,7 @@ from .formatting import (
     split_r1,
 )
 from .generation import Prompt, SamplingCfg
-from .grading import extract_answer, last_boxed, math_equal
+from .grading import extract_answer, last_boxed, math_equal, unbox
 from .tasks import overlapping
 
 RULES = (
@@ -53,6 +53,8 @@ def clean(
     contaminated = overlapping([{"id": r["id"], "question": r["question"]} for r in records], refs)
     for r in records:
         thought, solution = split_thought(r)
+        if cfg.unbox_thought:
+            thought = unbox(thought)
         item = {**r, "thought": thought, "solution": solution}
         rule = None
         if r["label"] == "unverified" and not cfg.keep_unverified:

@@ -16,6 +16,7 @@ from helpers.grading import (
     last_boxed,
     math_equal,
     restates_expression,
+    unbox,
 )
 
 
@@ -31,6 +32,12 @@ def test_last_boxed_nested_braces():
     assert last_boxed(r"so \boxed{\frac{1}{2}} and") == r"\frac{1}{2}"
     assert last_boxed(r"\boxed{1} then \boxed{2}") == "2"
     assert last_boxed(r"\boxed{unclosed") is None
+
+
+def test_unbox_keeps_the_answer_and_drops_the_box():
+    assert unbox(r"Final answer: \boxed{\frac{1}{2}}.") == r"Final answer: \frac{1}{2}."
+    assert unbox(r"\boxed{1} and \fbox{ 2 } then \boxed{\boxed{3}}") == "1 and 2 then 3"
+    assert unbox(r"left \boxed{unclosed") == r"left \boxed{unclosed"
 
 
 @given(st.integers(-(10**6), 10**6))
