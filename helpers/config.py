@@ -127,7 +127,7 @@ class UnifyCfg(Strict):
     completer_examples: PosInt = 32
     completer_epochs: PosFloat = 2.0
     solution_max_tokens: PosInt = 128
-    # Take the \\boxed{} off answers inside thoughts (QwQ states its answer at the end of its
+    # Take the \boxed{} off answers inside thoughts (QwQ states its answer at the end of its
     # stream), so that only the solution boxes the answer and ends the response.
     unbox_thought: bool = False
     # Problems without a checkable answer (camel-ai science, LeetCode) get the label
