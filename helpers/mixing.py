@@ -9,7 +9,7 @@ from typing import Any
 def build_mixture(
     demos: list[dict[str, Any]], size: int, ratios: dict[str, float], seed: int
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Sample a mixture; spread over distinct problems first. Return (mixture, shortfall)."""
+    """Sample a mixture (distinct problems first, families in turn); return it and its shortfall."""
     rng = random.Random(seed)
     groups = list(ratios)
     targets = {g: round(size * ratios[g]) for g in groups}
@@ -21,12 +21,28 @@ def build_mixture(
         seen: set[str] = set()
         first = [d for d in pool if not (d["problem_id"] in seen or seen.add(d["problem_id"]))]
         rest = [d for d in pool if d not in first]
-        chosen = (first + rest)[: targets[g]]
+        chosen = (interleave(first) + interleave(rest))[: targets[g]]
         if len(chosen) < targets[g]:
             shortfall[g] = targets[g] - len(chosen)
         out += chosen
     rng.shuffle(out)
     return out, shortfall
+
+
+def interleave(rows: list[dict[str, Any]], key: str = "family") -> list[dict[str, Any]]:
+    """Round-robin rows over their `key` values, keeping each value's order."""
+    # A uniform draw of a few dozen demonstrations can leave a family with one or none (the
+    # tiny profile's 17 normal-math demonstrations over six families); round-robin gives each
+    # family its share before any gets a second helping. Rows without the key form one queue.
+    queues: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:
+        queues.setdefault(r.get(key), []).append(r)
+    out: list[dict[str, Any]] = []
+    lanes = [list(reversed(q)) for q in queues.values()]
+    while lanes:
+        out += [lane.pop() for lane in lanes]
+        lanes = [lane for lane in lanes if lane]
+    return out
 
 
 def mixture_stats(
