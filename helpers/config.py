@@ -152,6 +152,9 @@ class TrainCfg(Strict):
     num_gpus: PosInt = 1
     deepspeed_config: str | None = None
     max_steps: int = -1
+    # Add the four format markers to the tokenizer as single tokens before training (each
+    # starts from the mean embedding of the pieces it replaces); the checkpoint keeps them.
+    marker_tokens: bool = False
 
 
 class VariantCfg(Strict):

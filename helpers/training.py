@@ -50,6 +50,8 @@ class SFTSpec:
     # "response": learn the whole thought/solution response; "solution": the prompt carries the
     # question and the thought, and the loss is on the solution only (the QwQ completer).
     target: str = "response"
+    # Give each format marker a token of its own (see add_marker_tokens).
+    marker_tokens: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -169,6 +171,7 @@ def build_trainer(
     from trl import SFTConfig, SFTTrainer
 
     tok.padding_side = "right"
+    marker_ids = add_marker_tokens(model, tok) if spec.marker_tokens else []
     examples = (
         to_solution_examples(tok, spec.data, spec.prompt)
         if spec.target == "solution"
@@ -188,13 +191,60 @@ def build_trainer(
         if spec.method == "lora"
         else None
     )
-    return SFTTrainer(
+    trainer = SFTTrainer(
         model=model,
         args=cfg,
         train_dataset=Dataset.from_list(examples),
         processing_class=tok,
         peft_config=peft_cfg,
     )
+    if marker_ids and spec.method == "lora":
+        train_rows_only(trainer.model, marker_ids, spec.weight_decay)
+    return trainer
+
+
+def add_marker_tokens(model: Any, tok: Any) -> list[int]:
+    """Make each format marker one token, starting from the mean of the pieces it replaces."""
+    import torch
+
+    from .formatting import MARKERS
+
+    # The markers are plain text to a backbone's tokenizer (`<|end_of_thought|>` is nine pieces),
+    # and a model trained on a few dozen demonstrations miscounts them (doubled markers, end of
+    # turn after the thought). Added tokens are not "special", so decoding keeps them as text.
+    pieces = [tok(m, add_special_tokens=False).input_ids for m in MARKERS]
+    known = len(tok)
+    tok.add_tokens(list(MARKERS))
+    ids = tok.convert_tokens_to_ids(list(MARKERS))
+    # Qwen's embedding has spare rows past its vocabulary: resize only when there are none.
+    if len(tok) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tok), mean_resizing=False)
+    emb = model.get_input_embeddings().weight
+    with torch.no_grad():
+        for i, p in zip(ids, pieces, strict=True):
+            if i >= known:  # new to the tokenizer; a marker it already had keeps its row
+                emb[i] = emb[p].mean(0)
+    return ids
+
+
+def train_rows_only(model: Any, ids: list[int], weight_decay: float) -> None:
+    """Under LoRA, let the optimizer move these rows of the frozen (tied) embedding, no other."""
+    import torch
+
+    # PEFT's own trainable-token rows wrap the tied LM head, which TRL's fused loss cannot read
+    # (it takes `lm_head.bias`); and rows left at their start are never emitted (a dev-set
+    # probe: 0% format, `|` over and over). A gradient mask keeps the rest of the embedding
+    # as it was, which decoupled weight decay would not.
+    if weight_decay > 0:
+        raise ValueError(
+            f"sft.marker_tokens with LoRA needs sft.weight_decay 0, found {weight_decay:g}: "
+            "weight decay would shrink every row of the embedding"
+        )
+    weight = model.get_input_embeddings().weight
+    mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
+    mask[ids] = 1.0
+    weight.requires_grad_(True)
+    weight.register_hook(lambda grad: grad * mask)
 
 
 def _sft_config(SFTConfig: Any, spec: SFTSpec, work: Path, cuda: bool, bf16: bool) -> Any:
