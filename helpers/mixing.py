@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import zip_longest
 from typing import Any
 
 
@@ -37,12 +38,7 @@ def interleave(rows: list[dict[str, Any]], key: str = "family") -> list[dict[str
     queues: dict[Any, list[dict[str, Any]]] = {}
     for r in rows:
         queues.setdefault(r.get(key), []).append(r)
-    out: list[dict[str, Any]] = []
-    lanes = [list(reversed(q)) for q in queues.values()]
-    while lanes:
-        out += [lane.pop() for lane in lanes]
-        lanes = [lane for lane in lanes if lane]
-    return out
+    return [r for turn in zip_longest(*queues.values()) for r in turn if r is not None]
 
 
 def mixture_stats(
