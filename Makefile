@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PARAMS ?= params/tiny.yaml
 KERNEL := slow-thinking
 
-.PHONY: setup reproduce test lint format publish bench lab clean-outputs
+.PHONY: setup reproduce test lint format publish bench lab
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

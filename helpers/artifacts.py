@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,18 +81,97 @@ def append_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> 
             f.flush()
 
 
+def settings_hash(settings: Any) -> str:
+    """A short stable hash of JSON-able settings."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+
+
+def cached_jsonl(
+    path: str | os.PathLike, settings: dict[str, Any], build: Callable[[], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Rows built once from settings and kept at path, rebuilt when the settings change.
+
+    A sidecar `<name>.meta.json` records the settings, their hash and the file's hash, so a file
+    built from other settings (or edited behind the cache's back) is never taken as this one.
+    """
+    path = Path(path)
+    meta_path = path.with_name(path.stem + ".meta.json")
+    fp = settings_hash(settings)
+    if path.exists() and meta_path.exists():
+        try:
+            meta = read_json(meta_path)
+        except ValueError:
+            meta = {}
+        if meta.get("fingerprint") == fp and meta.get("content") == hash_path(path):
+            return read_jsonl(path)
+    rows = build()
+    write_jsonl(path, rows)
+    write_json(meta_path, {"settings": settings, "fingerprint": fp, "content": hash_path(path)})
+    return rows
+
+
+def _files(path: Path) -> list[Path]:
+    """The files a path stands for, temporary and hidden ones left out, in a stable order."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return [f for f in files if not (f.name.startswith(".") or ".tmp" in f.name)]
+
+
+def _sha256(f: Path) -> str:
+    h = hashlib.sha256()
+    with f.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Digests:
+    """Content digests of files, recomputed only for files whose size or mtime changed.
+
+    Model weights are hundreds of megabytes: hashing every checkpoint at every runner start
+    would cost seconds each. A file whose size and modification time are those recorded when
+    it was hashed keeps its digest; anything else is read again.
+    """
+
+    def __init__(self, store: str | os.PathLike | None = None) -> None:
+        self.store = Path(store) if store else None
+        self.known: dict[str, list] = {}
+        if self.store and self.store.exists():
+            try:
+                self.known = json.loads(self.store.read_text())
+            except (ValueError, OSError):
+                self.known = {}
+
+    def file(self, f: Path) -> str:
+        """The sha256 of one file."""
+        st = f.stat()
+        key = str(f.resolve())
+        seen = self.known.get(key)
+        if seen and seen[0] == st.st_size and seen[1] == st.st_mtime_ns:
+            return seen[2]
+        digest = _sha256(f)
+        self.known[key] = [st.st_size, st.st_mtime_ns, digest]
+        return digest
+
+    def path(self, path: str | os.PathLike) -> str | None:
+        """A digest of a file or a folder's files (names and contents); None when absent."""
+        path = Path(path)
+        if not path.exists():
+            return None
+        h = hashlib.sha256()
+        for f in _files(path):
+            h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+            h.update(self.file(f).encode())
+        return h.hexdigest()[:16]
+
+    def save(self) -> None:
+        """Keep the digests for the next run (best effort: a cache, not a record)."""
+        if self.store is not None:
+            with contextlib.suppress(OSError):
+                atomic_write_text(self.store, json.dumps(self.known))
+
+
 def hash_path(path: str | os.PathLike) -> str | None:
     """Hash a file or a folder's files (names and contents); None when it does not exist."""
-    path = Path(path)
-    if not path.exists():
-        return None
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        if f.name.startswith(".") or f.name.endswith(".tmp"):
-            continue
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
+    return Digests().path(path)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from .formatting import chat_messages
 from .generation import OpenAIBackend, Prompt, SamplingCfg
 from .grading import grade
-from .sources import stable_hash
+from .problem import stable_hash
 from .teachers import respond
 
 PROBLEM_KEYS = (

@@ -7,18 +7,36 @@ import difflib
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .paths import rel, repo_root
+from .stages import ALWAYS_READABLE
+from .stages import NAMES as STAGES
 
 PosInt = Annotated[int, Field(ge=1)]
+
+
+def Upto(bound: int) -> Any:
+    """A positive int with an upper bound that protects memory (a typo of 10**12 stops here)."""
+    return Annotated[int, Field(ge=1, le=bound)]
+
+
+# Bounds: far above the paper's sizes, far below what would exhaust a machine.
+MAX_PROBLEMS = 1_000_000  # a pool or mixture (the paper: 20k normal-math problems)
+MAX_BENCHMARK = 100_000
+MAX_TOKENS = 262_144  # per response (the paper: 32k)
+MAX_BATCH = 65_536
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 PosFloat = Annotated[float, Field(gt=0.0)]
-STAGES = ("collect", "unify", "mix", "sft", "explore", "dpo", "evaluate", "analyse")
+Dtype = Literal["auto", "bf16", "fp16", "fp32"]
+# The runner sets this to the sections a stage's record lists (helpers.stages); a profile loaded
+# while it is set refuses to hand out any other section.
+SECTIONS_ENV = "STILL_STAGE_SECTIONS"
 
 
 class ProfileError(ValueError):
@@ -31,14 +49,13 @@ class Strict(BaseModel):
 
 class GenerationCfg(Strict):
     backend: Literal["hf", "vllm", "openai"] = "hf"
-    batch_size: PosInt = 32
-    max_new_tokens: PosInt = 512
-    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    batch_size: Upto(MAX_BATCH) = 32
+    max_new_tokens: Upto(MAX_TOKENS) = 512
+    dtype: Dtype = "auto"
     tensor_parallel_size: PosInt = 1
     base_url: str | None = None
     api_model: str | None = None
     api_key_env: str | None = None
-    concurrency: PosInt = 8
     stop_loops: bool = False  # hf backend: stop a row once it repeats one block (see generation)
 
     @model_validator(mode="after")
@@ -51,7 +68,7 @@ class GenerationCfg(Strict):
 class BenchmarkCfg(Strict):
     source: Literal["embedded", "math500", "aime2024", "gpqa_diamond"] = "embedded"
     kind: Literal["normal", "hard", "other"] = "normal"
-    size: PosInt = 30
+    size: Upto(MAX_BENCHMARK) = 30
     path: str | None = None  # a local file in the published schema, or a hub id on an online box
 
 
@@ -61,14 +78,14 @@ PoolSource = Literal["numina_math", "aime", "camel_science", "riddlesense", "lee
 class PoolSourceCfg(Strict):
     source: PoolSource
     path: str | None = None  # a local file in the published schema, or a hub id on an online box
-    size: PosInt | None = None  # default: an equal share of what the group's size leaves
+    size: Upto(MAX_PROBLEMS) | None = None  # default: an equal share of the group's size
     subsets: list[str] | None = None  # NuminaMath's `source` values (default: math, olympiads)
     years: tuple[int, int] | None = None  # AIME: first and last year kept (default 1983-2023)
     difficulty: str | None = None  # LeetCode: which difficulty label to keep (default Hard)
 
 
 class PoolCfg(Strict):
-    size: PosInt = 40
+    size: Upto(MAX_PROBLEMS) = 40
     # Real datasets (the paper profile); without any, reasoning-gym's embedded families.
     sources: list[PoolSourceCfg] = []
 
@@ -92,13 +109,13 @@ class TeacherCfg(Strict):
     name: str
     style: Literal["r1", "qwq"]
     kind: Literal["embedded", "openai"] = "embedded"
-    rollouts: PosInt = 1
+    rollouts: Upto(1024) = 1
     defects: DefectRates = DefectRates()
     base_url: str | None = None
     api_model: str | None = None
     api_key_env: str | None = None
     reasoning_field: str | None = None
-    max_new_tokens: PosInt = 4096
+    max_new_tokens: Upto(MAX_TOKENS) = 4096
 
     @model_validator(mode="after")
     def _endpoint(self) -> TeacherCfg:
@@ -108,7 +125,7 @@ class TeacherCfg(Strict):
 
 
 class MixtureCfg(Strict):
-    size: PosInt
+    size: Upto(MAX_PROBLEMS)
     ratios: dict[str, Rate]
 
     @model_validator(mode="after")
@@ -124,12 +141,9 @@ class UnifyCfg(Strict):
     repetition_ngram: PosInt = 6
     repetition_max_share: Rate = 0.3
     near_duplicate_jaccard: Rate = 0.9
-    completer_examples: PosInt = 32
+    completer_examples: Upto(MAX_PROBLEMS) = 32
     completer_epochs: PosFloat = 2.0
-    solution_max_tokens: PosInt = 128
-    # Take the \boxed{} off answers inside thoughts (QwQ states its answer at the end of its
-    # stream), so that only the solution boxes the answer and ends the response.
-    unbox_thought: bool = False
+    solution_max_tokens: Upto(MAX_TOKENS) = 128
     # Problems without a checkable answer (camel-ai science, LeetCode) get the label
     # "unverified"; keep them only when the profile says so.
     keep_unverified: bool = False
@@ -139,9 +153,9 @@ class TrainCfg(Strict):
     method: Literal["lora", "full"] = "lora"
     learning_rate: Annotated[float, Field(gt=0)] = 1e-4
     epochs: Annotated[float, Field(gt=0)] = 1.0
-    per_device_batch_size: PosInt = 4
+    per_device_batch_size: Upto(MAX_BATCH) = 4
     gradient_accumulation: PosInt = 1
-    max_length: PosInt = 1024
+    max_length: Upto(MAX_TOKENS) = 1024
     lora_r: PosInt = 16
     lora_alpha: PosInt = 32
     warmup_ratio: Rate = 0.1
@@ -152,22 +166,29 @@ class TrainCfg(Strict):
     num_gpus: PosInt = 1
     deepspeed_config: str | None = None
     max_steps: int = -1
-    # Add the four format markers to the tokenizer as single tokens before training (each
-    # starts from the mean embedding of the pieces it replaces); the checkpoint keeps them.
-    marker_tokens: bool = False
+    # Training precision. "auto" takes bf16 on a GPU or a CPU with native bf16 (AMX) and fp32
+    # elsewhere, so the same profile trains differently on different CPUs: a profile meant to
+    # reproduce on any machine pins it.
+    dtype: Dtype = "auto"
+
+
+class ExploreCfg(Strict):
+    start: str  # the first-round model that explores first (an SFT variant)
 
 
 class VariantCfg(Strict):
     name: str
     kind: Literal["backbone", "sft", "dpo"]
     mixture: str | None = None
-    explore_iterations: Annotated[int, Field(ge=0)] = 0
-    init: str | None = None
+    # SFT on the mixture plus the data explored at this iteration (0: no explored data).
+    explore_iteration: Annotated[int, Field(ge=0)] = 0
+    init: str | None = None  # DPO: the SFT variant it starts from
     paper_rows: list[str] = []  # rows of the paper's tables this variant reproduces
 
 
 class Profile(Strict):
-    run: str
+    # A plain folder name under outputs/: no separators, no "..", not empty.
+    run: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     seed: int = 0
     backbone: str = "smollm2-135m-instruct"
     prompt_file: str | None = None
@@ -179,32 +200,83 @@ class Profile(Strict):
     unify: UnifyCfg = UnifyCfg()
     mixtures: dict[str, MixtureCfg] = {}
     sft: TrainCfg = TrainCfg()
+    explore: ExploreCfg | None = None
     variants: list[VariantCfg]
+    _readable: frozenset[str] | None = PrivateAttr(default=None)
+
+    def __getattribute__(self, name: str) -> Any:
+        # Only sections are guarded; pydantic's own attributes and methods pass straight on.
+        if name in _SECTIONS:
+            readable = object.__getattribute__(self, "__pydantic_private__") or {}
+            allowed = readable.get("_readable")
+            if allowed is not None and name not in allowed:
+                raise ProfileError(
+                    f"this stage read the profile section '{name}', which its record in "
+                    f"helpers/stages.py does not list (it lists {sorted(allowed)}); add it "
+                    "there so that a change to it reruns the stage"
+                )
+        return super().__getattribute__(name)
 
     @model_validator(mode="after")
     def _references(self) -> Profile:
         names = [v.name for v in self.variants]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"variant names must be unique, found {sorted(dup)} twice")
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                raise _at(("variants", i, "name"), f"variant name '{n}' is used twice")
         for mix_name, mix in self.mixtures.items():
             for group in mix.ratios:
                 if self.pools and group not in self.pools:
-                    raise ValueError(
+                    raise _at(
+                        ("mixtures", mix_name, "ratios", group),
                         f"mixture '{mix_name}' names pool group '{group}', "
-                        f"expected one of {sorted(self.pools)}"
+                        f"expected one of {sorted(self.pools)}",
                     )
-        for v in self.variants:
-            if v.kind in ("sft",) and v.mixture not in self.mixtures:
-                raise ValueError(
+        for i, v in enumerate(self.variants):
+            if v.kind == "sft" and v.mixture not in self.mixtures:
+                raise _at(
+                    ("variants", i, "mixture"),
                     f"variant '{v.name}' names mixture '{v.mixture}', "
-                    f"expected one of {sorted(self.mixtures)}"
+                    f"expected one of {sorted(self.mixtures)}",
                 )
-            if v.init is not None and v.init not in names:
-                raise ValueError(
-                    f"variant '{v.name}' starts from '{v.init}', expected one of {names}"
+            if v.kind == "dpo" and v.init not in names:
+                raise _at(
+                    ("variants", i, "init"),
+                    f"variant '{v.name}' starts from '{v.init}', expected one of {names}",
                 )
+            if v.explore_iteration and (v.kind != "sft" or self.explore is None):
+                raise _at(
+                    ("variants", i, "explore_iteration"),
+                    f"variant '{v.name}' sets explore_iteration: it must be an sft variant "
+                    "and the profile needs an explore section",
+                )
+        sft_names = [v.name for v in self.variants if v.kind == "sft"]
+        if self.explore is not None and self.explore.start not in sft_names:
+            raise _at(
+                ("explore", "start"),
+                f"explore.start names '{self.explore.start}', expected an sft variant, "
+                f"one of {sft_names}",
+            )
+        its = sorted(v.explore_iteration for v in self.variants if v.explore_iteration)
+        if its != list(range(1, len(its) + 1)):
+            raise _at(
+                ("variants",),
+                f"explore iterations must be 1, 2, ... once each, found {its} among the variants",
+            )
         return self
+
+
+def _at(loc: tuple, message: str) -> ValueError:
+    """A cross-reference error that carries the key it is about (see format_error)."""
+    return ValueError(f"@{json.dumps(list(loc))}@{message}")
+
+
+_SECTIONS = frozenset(Profile.model_fields) - set(ALWAYS_READABLE)
+
+
+def guard_sections(profile: Profile, sections: tuple[str, ...] | None) -> Profile:
+    """Make a profile refuse any section outside `sections` (None: allow everything)."""
+    profile._readable = None if sections is None else frozenset(sections)
+    return profile
 
 
 def _key_lines(text: str) -> dict[tuple, int]:
@@ -268,6 +340,8 @@ def _describe(err: dict[str, Any]) -> tuple[str, str]:
     if kind.endswith("_type") or kind.endswith("_parsing"):
         want = kind.replace("_parsing", "").replace("_type", "")
         return f"a value of type {want}", f"{type(found).__name__} {found!r}"
+    if kind == "string_pattern_mismatch":
+        return "a plain name (letters, digits, '_', '.', '-'; no '/', not '..')", repr(found)
     msg = str(err.get("msg", "")).removeprefix("Value error, ")
     return msg, repr(found) if found is not None else "see above"
 
@@ -278,6 +352,15 @@ def format_error(path: Path, text: str, exc: ValidationError) -> str:
     out = []
     for err in exc.errors():
         loc = tuple(err["loc"])
+        text_msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        located = re.match(r"^@(\[.*?\])@(.*)$", text_msg, re.S)
+        if located:  # a cross-reference error: name its key and line, not the whole profile
+            loc = (*loc, *json.loads(located.group(1)))
+            key = ".".join(str(p) for p in loc)
+            line = lines.get(loc) or lines.get(loc[:-1])
+            where = f"{rel(path)}" + (f", line {line}" if line else "")
+            out.append(f"{where}: key '{key}': {located.group(2)}")
+            continue
         key = ".".join(str(p) for p in loc) or "(top level)"
         expected, found = _describe(err)
         where = f"{rel(path)}"
@@ -295,32 +378,74 @@ def format_error(path: Path, text: str, exc: ValidationError) -> str:
     return "\n".join(out)
 
 
+HUB_PREFIX, FILE_PREFIX = "hub:", "file:"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def data_location(value: str) -> tuple[str, str]:
+    """Where a profile's data path points: ("hub", id) or ("file", local path).
+
+    A hub dataset is named explicitly, `hub:owner/name`; anything else is a local file. A bare
+    `owner/name` that is not a local file used to be taken for a hub id and failed minutes
+    into a run on a machine without network.
+    """
+    if value.startswith(HUB_PREFIX):
+        return "hub", value[len(HUB_PREFIX) :]
+    return "file", str(resolve_path(value.removeprefix(FILE_PREFIX)))
+
+
 def _check_files(profile: Profile, path: Path) -> None:
-    """Check that every file the profile names exists."""
-    files: list[tuple[str, str | None]] = [("prompt_file", profile.prompt_file)]
-    files += [
+    """Check that every file the profile names exists, and every hub id is spelled as one."""
+    data: list[tuple[str, str | None]] = [
         (f"benchmarks.{k}.path", b.path)
         for k, b in profile.benchmarks.items()
-        if b.source != "embedded" and b.path and not _looks_like_hub_id(b.path)
+        if b.source != "embedded"
     ]
-    files += [
+    data += [
         (f"pools.{k}.sources.{i}.path", src.path)
         for k, p in profile.pools.items()
         for i, src in enumerate(p.sources)
-        if src.path and not _looks_like_hub_id(src.path)
     ]
-    files += [("sft.deepspeed_config", profile.sft.deepspeed_config)]
-    for key, value in files:
+    files = [
+        ("prompt_file", profile.prompt_file),
+        ("sft.deepspeed_config", profile.sft.deepspeed_config),
+    ]
+    for key, value in data:
         if value is None:
             continue
-        if not resolve_path(value).exists():
+        kind, where = data_location(value)
+        if kind == "hub" and not _HUB_ID.match(where):
+            raise ProfileError(
+                f"{rel(path)}: key '{key}': expected hub:<owner>/<name>, found '{value}'"
+            )
+        if kind == "file" and not Path(where).is_file():
+            raise ProfileError(
+                f"{rel(path)}: key '{key}': expected an existing local file, or "
+                f"hub:<owner>/<name> for a dataset on the hub, found '{value}' (no such file)"
+            )
+    for key, value in files:
+        if value is not None and not resolve_path(value).is_file():
             raise ProfileError(
                 f"{rel(path)}: key '{key}': expected an existing file, found '{value}' (missing)"
             )
 
 
-def _looks_like_hub_id(value: str) -> bool:
-    return value.count("/") == 1 and not value.startswith((".", "/")) and "." not in value
+class _DuplicateKey(Exception):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that names one key twice (YAML keeps the last)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(f"key '{key}' appears twice (lines {seen[key]} and {line})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def resolve_path(value: str) -> Path:
@@ -329,14 +454,30 @@ def resolve_path(value: str) -> Path:
     return p if p.is_absolute() else repo_root() / p
 
 
+def _read_text(path: Path) -> str:
+    """A profile's text, or one clear error saying why it cannot be read."""
+    if not path.exists():
+        raise ProfileError(f"{rel(path)}: no such profile file")
+    if path.is_dir():
+        raise ProfileError(f"{rel(path)}: is a folder, expected a profile (a YAML file)")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(
+            f"{rel(path)}: not UTF-8 text (byte {exc.start}); save the profile as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ProfileError(f"{rel(path)}: cannot be read ({exc.strerror})") from None
+
+
 def load_profile(path: str | os.PathLike) -> Profile:
     """Load and validate a profile; raise ProfileError with one clear message when it is bad."""
     path = resolve_path(str(path))
-    if not path.exists():
-        raise ProfileError(f"{rel(path)}: no such profile file")
-    text = path.read_text()
+    text = _read_text(path)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKey as exc:
+        raise ProfileError(f"{rel(path)}: {exc}; keep one of them") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark else ""
@@ -351,6 +492,9 @@ def load_profile(path: str | os.PathLike) -> Profile:
     except ValidationError as exc:
         raise ProfileError(format_error(path, text, exc)) from None
     _check_files(profile, path)
+    listed = os.environ.get(SECTIONS_ENV)
+    if listed is not None:
+        guard_sections(profile, tuple(x for x in listed.split(",") if x))
     return profile
 
 
@@ -370,6 +514,32 @@ def secret(env_name: str | None) -> str | None:
     return value
 
 
+def secret_values(profile: Profile) -> list[str]:
+    """The values of every environment variable a profile names as `api_key_env`."""
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "api_key_env" and isinstance(v, str):
+                    names.add(v)
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(profile.model_dump())
+    return [os.environ[n] for n in sorted(names) if os.environ.get(n)]
+
+
+def redact(text: str, values: list[str]) -> str:
+    """Mask every secret value in a text (error bodies, tracebacks, notebook outputs)."""
+    for v in sorted(values, key=len, reverse=True):
+        if len(v) >= 4:
+            text = text.replace(v, "***")
+    return text
+
+
 def variant(profile: Profile, name: str) -> VariantCfg:
     """Return the variant a name picks, naming the choices when there is none."""
     for v in profile.variants:
@@ -385,4 +555,51 @@ def with_overrides(profile: Profile, **sections: dict[str, Any]) -> Profile:
         for key, value in values.items():
             if value is not None:
                 data[section][key] = value
-    return Profile.model_validate(data)
+    try:
+        out = Profile.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            expected, found = _describe(err)
+            key = ".".join(str(p) for p in err["loc"])
+            problems.append(f"notebook parameter for '{key}': expected {expected}, found {found}")
+        raise ProfileError("\n".join(problems)) from None
+    out._readable = profile._readable
+    return out
+
+
+def _assigned(source: str) -> list[str]:
+    """Names a cell assigns at its top level."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def check_parameters(history: list[str]) -> None:
+    """Refuse parameters a notebook does not declare (Papermill only warns about them).
+
+    `history` is the kernel's input history (IPython's `In`): Papermill runs the cell it
+    injects ("# Parameters") right after the cell tagged `parameters`, so the two are
+    neighbours there. A notebook opened interactively has no injected cell: nothing to check.
+    """
+    cells = list(history)
+    injected = [i for i, c in enumerate(cells) if c.lstrip().startswith("# Parameters")]
+    if not injected or injected[-1] == 0:
+        return
+    i = injected[-1]
+    declared = set(_assigned(cells[i - 1]))
+    unknown = [n for n in _assigned(cells[i]) if n not in declared]
+    if unknown:
+        raise ProfileError(
+            f"unknown notebook parameter(s) {unknown}: this notebook takes {sorted(declared)}"
+        )

@@ -100,12 +100,11 @@ def parse_response(text: str) -> Parsed:
     for m in MARKERS:
         if text.count(m) > 1:
             problems.append(f"{m} repeated")
-    if (
-        thought is not None
-        and solution is not None
-        and text.find(BEGIN_SOLUTION) < text.find(BEGIN_THOUGHT)
-    ):
-        problems.append("solution before thought")
+    # Each marker present must come after the ones before it: a solution opened inside the
+    # thought ("interleaved") or a thought after the solution is not the format.
+    seen = [text.find(m) for m in MARKERS if m in text]
+    if seen != sorted(seen):
+        problems.append("markers out of order")
     if thought is not None and not thought.strip():
         problems.append("empty thought")
     if solution is not None and not solution.strip():

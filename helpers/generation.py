@@ -14,12 +14,21 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .artifacts import append_jsonl, iter_jsonl
+from .config import redact
 from .formatting import END_SOLUTION
 
 log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    """What every generation backend does: chat prompts in, n completions per prompt out."""
+
+    def generate(self, prompts: Sequence[Prompt], cfg: SamplingCfg) -> list[list[Completion]]:
+        """Return cfg.n completions for each prompt, in the prompts' order."""
+        ...
 
 
 @dataclass
@@ -421,7 +430,7 @@ class OpenAIBackend:
         base_url: str,
         model: str,
         api_key: str | None = None,
-        concurrency: int = 8,
+        concurrency: int = 8,  # requests in flight at once
         timeout: float = 600.0,
         max_retries: int = 6,
         backoff: float = 1.0,
@@ -434,8 +443,10 @@ class OpenAIBackend:
         self.max_retries, self.backoff = max_retries, backoff
         self.cache_path = Path(cache_path) if cache_path else None
         self.reasoning_field, self.progress = reasoning_field, progress
-        # The key lives only on this object, never in a record or a log line.
+        # The key lives only on this object, never in a record or a log line; a server that
+        # echoes it (some proxies do, in error bodies) has it masked before anything keeps it.
         self._headers = {"Content-Type": "application/json"}
+        self._secrets = [api_key] if api_key else []
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
 
@@ -469,12 +480,14 @@ class OpenAIBackend:
                 if r.status_code == 429 or r.status_code >= 500:
                     raise RetryableError(f"HTTP {r.status_code}")
                 if r.status_code >= 400:
-                    raise RuntimeError(f"{self.base_url}: HTTP {r.status_code}: {r.text[:300]}")
-                return r.json()
+                    body = redact(r.text[:300], self._secrets)
+                    raise RuntimeError(f"{self.base_url}: HTTP {r.status_code}: {body}")
+                return json.loads(redact(r.text, self._secrets))
             except (RetryableError, httpx.TimeoutException, httpx.TransportError) as exc:
                 if attempt == self.max_retries:
+                    why = redact(str(exc), self._secrets)
                     raise RuntimeError(
-                        f"{self.base_url}: gave up after {attempt + 1} tries ({exc})"
+                        f"{self.base_url}: gave up after {attempt + 1} tries ({why})"
                     ) from None
                 delay = self.backoff * 2**attempt
                 log.warning("%s: %s, retrying in %.1fs", self.base_url, exc, delay)
@@ -561,10 +574,9 @@ def make_backend(
     api_model: str | None = None,
     api_key: str | None = None,
     cache_path: str | Path | None = None,
-    concurrency: int = 8,
     seed: int = 0,
     stop_loops: bool = False,
-) -> Any:
+) -> Backend:
     """Build a backend by name; local backends load the model (alias, hub id or path)."""
     if stop_loops and kind != "hf":
         raise ValueError(f"generation.stop_loops works with the hf backend only, not '{kind}'")
@@ -581,7 +593,32 @@ def make_backend(
     if kind == "openai":
         if not base_url or not api_model:
             raise ValueError("the openai backend needs base_url and api_model")
-        return OpenAIBackend(
-            base_url, api_model, api_key, concurrency=concurrency, cache_path=cache_path
-        )
+        return OpenAIBackend(base_url, api_model, api_key, cache_path=cache_path)
     raise ValueError(f"unknown generation backend '{kind}': expected hf, vllm or openai")
+
+
+def backend_from_profile(
+    profile: Any, model: str, *, local: bool = False, **overrides: Any
+) -> Backend:
+    """The generation backend a profile's `generation` section describes, for one model.
+
+    `local`: the model is a checkpoint of this run (a completer, a trained variant), so an
+    `openai` profile still generates it locally (hf). `overrides` replace fields of the
+    section (batch_size, stop_loops, ...) for this backend only.
+    """
+    from .config import secret
+
+    gen = profile.generation.model_copy(update=overrides)
+    kind = "hf" if local and gen.backend == "openai" else gen.backend
+    return make_backend(
+        kind,
+        model,
+        batch_size=gen.batch_size,
+        dtype=gen.dtype,
+        tensor_parallel_size=gen.tensor_parallel_size,
+        base_url=gen.base_url,
+        api_model=gen.api_model,
+        api_key=secret(gen.api_key_env) if kind == "openai" else None,
+        seed=profile.seed,
+        stop_loops=gen.stop_loops and kind == "hf",
+    )

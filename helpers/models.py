@@ -126,15 +126,24 @@ def load_model(name: str, dtype: str = "auto", device: str | None = None) -> tup
 
 
 def save_model(model: Any, tokenizer: Any, dest: Path) -> None:
-    """Save a model and tokenizer atomically (temporary folder, then rename)."""
+    """Save a model and tokenizer into a temporary sibling, then swap it in whole.
+
+    The folder at `dest` is either the old checkpoint or the new one, never half of either;
+    a temporary folder left by a writer that was killed is removed by the next one.
+    """
+    import os
+
     dest = Path(dest)
-    tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in dest.parent.glob(f"{dest.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
+    old = dest.with_name(f"{dest.name}.tmp-old-{os.getpid()}")
     if dest.exists():
-        shutil.rmtree(dest)
+        dest.rename(old)
     tmp.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def variant_model(profile: Any, rdir: Path, name: str) -> str:

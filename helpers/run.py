@@ -6,6 +6,7 @@ Usage: python -m helpers.run PARAMS [--only STAGE[:VARIANT]] [--from STAGE] [--f
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -13,24 +14,28 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import hash_path, read_json, write_json
-from .config import STAGES, Profile, ProfileError, load_profile, profile_hash, resolve_path
+from .artifacts import Digests, atomic_write_text, read_json, write_json
+from .config import (
+    SECTIONS_ENV,
+    Profile,
+    ProfileError,
+    load_profile,
+    profile_hash,
+    redact,
+    resolve_path,
+    secret_values,
+)
+from .lock import RunLocked, run_lock
 from .paths import rel, repo_root, run_dir
+from .progress import ProgressLine, fmt_seconds
+from .stages import ALWAYS_READABLE
+from .stages import STAGES as STAGE_TABLE
 
-NOTEBOOKS = {
-    "collect": "01_collect.ipynb",
-    "unify": "02_unify_format.ipynb",
-    "mix": "03_mix_data.ipynb",
-    "sft": "04_sft.ipynb",
-    "explore": "05_explore.ipynb",
-    "dpo": "06_dpo.ipynb",
-    "evaluate": "07_evaluate.ipynb",
-    "analyse": "08_analyse_tables.ipynb",
-}
 TRACKED_PACKAGES = (
     "torch",
     "transformers",
@@ -55,6 +60,7 @@ class Execution:
     variant: str | None = None
     inputs: list[str] = field(default_factory=list)  # relative to the run folder
     outputs: list[str] = field(default_factory=list)
+    sections: tuple[str, ...] | None = None  # profile sections it depends on (None: all)
 
     @property
     def key(self) -> str:
@@ -65,93 +71,68 @@ class Execution:
         return self.key.replace(":", "__")
 
 
-def _variant_model_inputs(profile: Profile, name: str) -> list[str]:
-    kind = next(v.kind for v in profile.variants if v.name == name)
-    return [] if kind == "backbone" else [f"models/{name}"]
+def _covers(output: str, path: str) -> bool:
+    """Does writing `output` produce `path` (the same path, or one inside the other)?"""
+    o, p = output.rstrip("/"), path.rstrip("/")
+    return o == p or p.startswith(o + "/") or o.startswith(p + "/")
 
 
 def build_plan(
     profile: Profile, profile_path: str, notebooks_dir: Path | None = None
-) -> list[Execution]:
-    """Expand a profile's stages and variants into executions, in order; skip unbuilt stages."""
+) -> tuple[list[Execution], list[tuple[str, str]]]:
+    """Expand the stage table for a profile into executions in dependency order.
+
+    Returns (plan, left out): each execution left out comes with the reason, so nothing is
+    dropped without a word.
+    """
     nb_dir = notebooks_dir or repo_root() / "notebooks"
     base = {"profile": profile_path}
+    candidates: list[Execution] = []
+    left_out: list[tuple[str, str]] = []
+    for st in STAGE_TABLE:
+        variants = (
+            [None] if st.per_variant is None else [v for v in profile.variants if st.per_variant(v)]
+        )
+        for v in variants:
+            ex = Execution(
+                st.name,
+                nb_dir / st.notebook,
+                {**base, "variant": v.name} if v else dict(base),
+                v.name if v else None,
+                inputs=st.reads(profile, v),
+                outputs=st.writes(profile, v),
+                sections=None if st.sections is None else (*ALWAYS_READABLE, *st.sections),
+            )
+            if st.name not in profile.stages:
+                left_out.append((ex.key, "the profile's `stages` leaves this stage out"))
+            elif not ex.notebook.exists():
+                left_out.append((ex.key, f"its notebook {rel(ex.notebook)} is not built yet"))
+            else:
+                candidates.append(ex)
+    # Dependency order, ties broken by the table's order: an execution runs as soon as every
+    # input has been written by one before it.
     plan: list[Execution] = []
-    for stage in STAGES:
-        if stage not in profile.stages:
-            continue
-        nb = nb_dir / NOTEBOOKS[stage]
-        if stage == "collect":
-            plan.append(Execution(stage, nb, dict(base), outputs=["collect/responses.jsonl"]))
-        elif stage == "unify":
-            plan.append(
-                Execution(
-                    stage,
-                    nb,
-                    dict(base),
-                    inputs=["collect/responses.jsonl"],
-                    outputs=["unify/demos.jsonl"],
-                )
-            )
-        elif stage == "mix":
-            plan.append(
-                Execution(
-                    stage,
-                    nb,
-                    dict(base),
-                    inputs=["unify/demos.jsonl"],
-                    outputs=[f"mix/{m}.jsonl" for m in profile.mixtures],
-                )
-            )
-        elif stage == "sft":
-            for v in profile.variants:
-                if v.kind == "sft" and v.explore_iterations == 0:
-                    plan.append(
-                        Execution(
-                            stage,
-                            nb,
-                            {**base, "variant": v.name},
-                            v.name,
-                            inputs=[f"mix/{v.mixture}.jsonl"],
-                            outputs=[f"models/{v.name}"],
-                        )
-                    )
-        elif stage == "evaluate":
-            for v in profile.variants:
-                plan.append(
-                    Execution(
-                        stage,
-                        nb,
-                        {**base, "variant": v.name},
-                        v.name,
-                        inputs=_variant_model_inputs(profile, v.name),
-                        outputs=[f"eval/{v.name}/summary.json"],
-                    )
-                )
-        elif stage == "analyse":
-            plan.append(
-                Execution(
-                    stage,
-                    nb,
-                    dict(base),
-                    inputs=[f"eval/{v.name}/summary.json" for v in profile.variants],
-                    outputs=["REPORT.md"],
-                )
-            )
-        # explore and dpo join the plan when their notebooks are built (later issues)
-    # Keep what can run: its notebook exists and an earlier execution produces each input.
-    kept: list[Execution] = []
-    for ex in plan:
-        produced = {o for k in kept for o in k.outputs}
-        if ex.notebook.exists() and all(
-            any(
-                i == o or i.startswith(o.rstrip("/") + "/") or o.startswith(i.rstrip("/") + "/")
-                for o in produced
-            )
-            for i in ex.inputs
-        ):
-            kept.append(ex)
-    return kept
+    pending = list(candidates)
+    while pending:
+        written = [o for ex in plan for o in ex.outputs]
+        ready = next(
+            (ex for ex in pending if all(any(_covers(o, i) for o in written) for i in ex.inputs)),
+            None,
+        )
+        if ready is None:
+            break
+        plan.append(ready)
+        pending.remove(ready)
+    everything = [o for ex in candidates for o in ex.outputs]
+    for ex in pending:
+        missing = [i for i in ex.inputs if not any(_covers(o, i) for o in everything)]
+        why = (
+            f"nothing in the plan writes its input {missing[0]}"
+            if missing
+            else "its inputs come from executions that are left out"
+        )
+        left_out.append((ex.key, why))
+    return plan, left_out
 
 
 def _versions() -> dict[str, str]:
@@ -164,24 +145,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
-# The profile sections each stage reads: editing another section (adding a variant, say)
-# must not make finished stages run again.
-STAGE_SECTIONS = {
-    "collect": ("seed", "pools", "teachers", "benchmarks", "prompt_file"),
-    "unify": ("seed", "teachers", "benchmarks", "unify", "backbone", "sft", "prompt_file"),
-    "mix": ("seed", "pools", "mixtures"),
-    "sft": ("seed", "backbone", "sft", "prompt_file"),
-    "evaluate": ("seed", "backbone", "generation", "benchmarks", "prompt_file"),
-}
-
-
 def stage_config(profile: Profile, ex: Execution) -> dict[str, Any]:
-    """Return the part of the profile an execution depends on."""
+    """Return the part of the profile an execution depends on (its stage record's sections)."""
     data = profile.model_dump(mode="json")
-    sections = STAGE_SECTIONS.get(ex.stage)
-    if sections is None:
+    if ex.sections is None:
         return data
-    out = {k: data[k] for k in sections}
+    out = {k: data.get(k) for k in ex.sections if k not in ALWAYS_READABLE}
     if ex.variant:
         out["variant"] = next(v for v in data["variants"] if v["name"] == ex.variant)
     return out
@@ -201,9 +170,14 @@ def notebook_code(path: Path) -> str:
 
 
 def execution_fingerprint(ex: Execution, config: dict[str, Any]) -> str:
-    """Hash what decides an execution's result apart from its inputs: settings and code."""
+    """Hash what decides an execution's result apart from its inputs: settings and code.
+
+    The profile's path is not part of it (the same profile copied elsewhere is the same work);
+    the sections the stage reads are.
+    """
     h = hashlib.sha256()
-    h.update(json.dumps(ex.parameters, sort_keys=True).encode())
+    params = {k: v for k, v in ex.parameters.items() if k != "profile"}
+    h.update(json.dumps(params, sort_keys=True).encode())
     h.update(json.dumps(config, sort_keys=True).encode())
     # Code only: re-executing a notebook to refresh its committed outputs changes nothing it
     # computes, and used to make the runner redo every stage of every run.
@@ -211,19 +185,57 @@ def execution_fingerprint(ex: Execution, config: dict[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
-def _is_current(ex: Execution, rdir: Path, fingerprint: str) -> bool:
-    manifest = rdir / "manifests" / f"{ex.slug}.json"
-    if not manifest.exists():
-        return False
+def _manifest(rdir: Path, ex: Execution) -> dict[str, Any] | None:
+    path = rdir / "manifests" / f"{ex.slug}.json"
+    if not path.exists():
+        return None
     try:
-        m = read_json(manifest)
+        return read_json(path)
     except ValueError:
-        return False
-    if m.get("status") != "done" or m.get("fingerprint") != fingerprint:
-        return False
-    if any(hash_path(rdir / i) != m.get("inputs", {}).get(i) for i in ex.inputs):
-        return False
-    return all((rdir / o).exists() for o in ex.outputs)
+        return None
+
+
+def why_run(
+    ex: Execution, rdir: Path, fingerprint: str, digests: Digests, manifest: dict | None
+) -> str | None:
+    """Why an execution must run, or None when its recorded result is still good to use.
+
+    Its outputs must be byte for byte what it wrote: an output changed behind the runner's
+    back (damaged, truncated, or rewritten by a notebook run by hand) means it runs again.
+    """
+    if manifest is None:
+        return "never ran"
+    status = manifest.get("status")
+    if status != "done":
+        return f"last run {status}" if status else "never finished"
+    if manifest.get("fingerprint") != fingerprint:
+        return "settings or notebook code changed"
+    for i in ex.inputs:
+        if digests.path(rdir / i) != manifest.get("inputs", {}).get(i):
+            return f"input {i} changed"
+    recorded = manifest.get("outputs", {})
+    for o in ex.outputs:
+        now = digests.path(rdir / o)
+        if now is None:
+            return f"output {o} is missing"
+        if now != recorded.get(o):
+            return f"output {o} changed since this execution wrote it"
+    return None
+
+
+def check_inputs(ex: Execution, rdir: Path, outside: list[Execution], digests: Digests) -> None:
+    """Refuse an input whose producer, outside this selection, did not write it as it is now."""
+    for i in ex.inputs:
+        producer = next((p for p in outside if any(_covers(o, i) for o in p.outputs)), None)
+        if producer is None:
+            continue
+        m = _manifest(rdir, producer) or {}
+        out = next(o for o in producer.outputs if _covers(o, i))
+        if m.get("status") == "done" and digests.path(rdir / out) != m.get("outputs", {}).get(out):
+            raise ExecutionFailed(
+                f"{ex.key} needs {i}, which changed after {producer.key} wrote it (damaged or "
+                f"edited); run {producer.key} again first: --only {producer.key}"
+            )
 
 
 def select(plan: list[Execution], only: str | None, start: str | None) -> list[Execution]:
@@ -249,9 +261,73 @@ class ExecutionFailed(RuntimeError):
     """A notebook failed; the message holds the cell's error and the executed notebook's path."""
 
 
-def _fmt(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    return f"{m}m{s:02d}s" if m else f"{s}s"
+class Interrupted(RuntimeError):
+    """The user interrupted an execution (Ctrl-C); what finished before it is kept."""
+
+
+@contextlib.contextmanager
+def _sections_env(ex: Execution) -> Iterator[None]:
+    """Let the kernel's profile hand out only the sections the execution's record lists."""
+    old = os.environ.get(SECTIONS_ENV)
+    if ex.sections is None:
+        os.environ.pop(SECTIONS_ENV, None)
+    else:
+        os.environ[SECTIONS_ENV] = ",".join(ex.sections)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(SECTIONS_ENV, None)
+        else:
+            os.environ[SECTIONS_ENV] = old
+
+
+def _kernel_manager(log_path: Path) -> type:
+    """Kernels over IPC sockets, their process output kept in a log file of the run.
+
+    IPC: no TCP port, and no "running over TCP without encryption" warning for every stage.
+    The log: a kernel's own messages (a traceback while it is shut down after Ctrl-C, say)
+    belong beside its executed notebook, not in the runner's terminal.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+        async def start_kernel(self, **kw: Any) -> None:
+            log = open(log_path, "a")  # noqa: SIM115 (the kernel process owns it from here)
+            kw.setdefault("stdout", log)
+            kw.setdefault("stderr", log)
+            try:
+                await super().start_kernel(**kw)
+            finally:
+                log.close()  # the child keeps its own copy of the descriptor
+
+    return IPCKernelManager
+
+
+def _scrub_notebook(path: Path, secrets: list[str], interrupted: bool = False) -> None:
+    """Mask secrets in an executed notebook; mark one that was interrupted as such."""
+    if not path.exists() or not (secrets or interrupted):
+        return
+    text = path.read_text()
+    nb = json.loads(redact(text, secrets))
+    if interrupted:
+        meta = nb.setdefault("metadata", {}).setdefault("papermill", {})
+        meta["exception"] = True
+        meta["status"] = "interrupted"
+        nb["cells"].insert(
+            0,
+            {
+                "cell_type": "markdown",
+                "id": "interrupted",
+                "metadata": {},
+                "source": ["**Interrupted** (Ctrl-C): this notebook did not finish."],
+            },
+        )
+    atomic_write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def execute_plan(
@@ -263,28 +339,42 @@ def execute_plan(
     dry_run: bool = False,
     kernel: str | None = None,
     log=print,
+    progress_out: Any = None,
+    full_plan: list[Execution] | None = None,
 ) -> list[str]:
-    """Run (or show) the plan; return each execution's outcome ('ran', 'skip', 'would run')."""
+    """Run (or show) the plan; return each execution's outcome ('ran', 'skip', 'would run').
+
+    `full_plan` (default: the plan) is where inputs' producers are looked up, so that a
+    selection (--only) is still refused an input its producer did not write.
+    """
     import papermill as pm
 
     kernel = kernel or pick_kernel()
-    outcomes = []
+    secrets = secret_values(profile) if profile else []
+    digests = Digests(rdir / "manifests" / ".digests.json")
+    outcomes: list[str] = []
     t_run = time.time()
+    outside = [ex for ex in (full_plan or plan) if ex not in plan]
+    redone: list[str] = []  # outputs a dry run's earlier executions would rewrite
     for i, ex in enumerate(plan, 1):
+        # Decided at the execution's turn: an upstream execution that just ran may have
+        # changed its inputs (or rewritten them byte for byte, which changes nothing).
         fp = execution_fingerprint(ex, stage_config(profile, ex) if profile else {})
-        current = not force and _is_current(ex, rdir, fp)
+        why = "forced" if force else why_run(ex, rdir, fp, digests, _manifest(rdir, ex))
         tag = f"[{i}/{len(plan)}] {ex.key:<28}"
         if dry_run:
-            outcomes.append("skip" if current else "would run")
-            log(
-                f"{tag} {'skip (done, inputs unchanged)' if current else 'run'}"
-                f"  <- {ex.notebook.name}"
-            )
+            upstream = next((p for p in ex.inputs if any(_covers(o, p) for o in redone)), None)
+            why = why or (f"input {upstream} is redone upstream" if upstream else None)
+            if why:
+                redone += ex.outputs
+            outcomes.append("would run" if why else "skip")
+            log(f"{tag} {'run (' + why + ')' if why else 'skip (done, unchanged)'}")
             continue
-        if current:
+        if not why:
             outcomes.append("skip")
-            log(f"{tag} skip (done, inputs unchanged)")
+            log(f"{tag} skip (done, unchanged)")
             continue
+        check_inputs(ex, rdir, outside, digests)
         out_nb = rdir / "notebooks" / f"{ex.notebook.stem}__{ex.slug}.ipynb"
         out_nb.parent.mkdir(parents=True, exist_ok=True)
         manifest_path = rdir / "manifests" / f"{ex.slug}.json"
@@ -296,40 +386,58 @@ def execute_plan(
             "parameters": ex.parameters,
             "fingerprint": fp,
             "profile_hash": profile_hash(profile) if profile else None,
-            "inputs": {p: hash_path(rdir / p) for p in ex.inputs},
+            "inputs": {p: digests.path(rdir / p) for p in ex.inputs},
             "versions": _versions(),
             "start": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "status": "running",
         }
         write_json(manifest_path, manifest)
-        log(f"{tag} running  (elapsed {_fmt(time.time() - t_run)})")
+        log(f"{tag} running ({why}; elapsed {fmt_seconds(time.time() - t_run)})")
         t0 = time.time()
+        line = ProgressLine(tag, progress_out)
+
+        def fail(status: str, error: str, manifest=manifest, path=manifest_path) -> None:
+            manifest.update(status=status, end=time.strftime("%Y-%m-%dT%H:%M:%S"), error=error)
+            write_json(path, manifest)
+
         try:
-            pm.execute_notebook(
-                str(ex.notebook),
-                str(out_nb),
-                parameters=ex.parameters,
-                kernel_name=kernel,
-                cwd=str(repo_root()),
-                progress_bar=sys.stderr.isatty(),
-                log_output=False,
-            )
+            with _sections_env(ex):
+                pm.execute_notebook(
+                    str(ex.notebook),
+                    str(out_nb),
+                    parameters=ex.parameters,
+                    kernel_name=kernel,
+                    cwd=str(repo_root()),
+                    progress_bar=False,
+                    log_output=False,
+                    stdout_file=line,
+                    stderr_file=line,
+                    kernel_manager_class=_kernel_manager(out_nb.with_suffix(".kernel.log")),
+                )
         except pm.PapermillExecutionError as exc:
-            manifest.update(
-                status="failed",
-                end=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                error=f"{exc.ename}: {exc.evalue}",
-                failed_cell=exc.exec_count,
-            )
+            line.close()
+            _scrub_notebook(out_nb, secrets, interrupted=exc.ename == "KeyboardInterrupt")
+            if exc.ename == "KeyboardInterrupt":
+                fail("interrupted", "interrupted by the user")
+                raise Interrupted(ex.key) from None
+            error = redact(f"{exc.ename}: {exc.evalue}", secrets)
+            fail("failed", error)
+            manifest.update(failed_cell=exc.exec_count)
             write_json(manifest_path, manifest)
             raise ExecutionFailed(
-                f"{ex.key} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+                f"{ex.key} failed in cell {exc.exec_count}: {error}\n"
                 f"  executed notebook: {rel(out_nb)}"
             ) from None
+        except KeyboardInterrupt:
+            line.close()
+            _scrub_notebook(out_nb, secrets, interrupted=True)
+            fail("interrupted", "interrupted by the user")
+            raise Interrupted(ex.key) from None
+        line.close()
+        _scrub_notebook(out_nb, secrets)
         missing = [o for o in ex.outputs if not (rdir / o).exists()]
         if missing:
-            manifest.update(status="failed", error=f"outputs missing: {missing}")
-            write_json(manifest_path, manifest)
+            fail("failed", f"outputs missing: {missing}")
             raise ExecutionFailed(
                 f"{ex.key} finished without writing {missing}\n  executed notebook: {rel(out_nb)}"
             )
@@ -337,11 +445,13 @@ def execute_plan(
             status="done",
             end=time.strftime("%Y-%m-%dT%H:%M:%S"),
             seconds=round(time.time() - t0, 1),
-            outputs={o: hash_path(rdir / o) for o in ex.outputs},
+            outputs={o: digests.path(rdir / o) for o in ex.outputs},
         )
         write_json(manifest_path, manifest)
+        digests.save()
         outcomes.append("ran")
-        log(f"{tag} done in {_fmt(time.time() - t0)}")
+        log(f"{tag} done in {fmt_seconds(time.time() - t0)}")
+    digests.save()
     return outcomes
 
 
@@ -361,26 +471,49 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from", dest="start", help="start from this stage")
     ap.add_argument("--force", action="store_true", help="rerun even finished executions")
     ap.add_argument("--dry-run", action="store_true", help="print the plan with run/skip")
+    ap.add_argument("--wait", action="store_true", help="queue behind a run on the same folder")
     ap.add_argument("--kernel", help="Jupyter kernel name (default: the project's)")
     args = ap.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    profile = None
     try:
         profile = load_profile(args.params)
         ppath = rel(resolve_path(args.params))
-        plan = select(build_plan(profile, ppath), args.only, args.start)
+        full, left_out = build_plan(profile, ppath)
+        plan = select(full, args.only, args.start)
         rdir = run_dir(profile.run)
         print(f"run '{profile.run}' -> {rel(rdir)}  ({len(plan)} executions)", flush=True)
-        execute_plan(
-            plan,
-            rdir,
-            profile=profile,
-            force=args.force,
-            dry_run=args.dry_run,
-            kernel=args.kernel,
-            log=lambda s: print(s, flush=True),
+        for key, why in left_out:
+            print(f"  left out {key}: {why}", flush=True)
+        lock = (
+            contextlib.nullcontext()
+            if args.dry_run  # a dry run reads and changes nothing
+            else run_lock(rdir, wait=args.wait, log=lambda s: print(s, flush=True))
         )
-    except (ProfileError, ExecutionFailed) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        with lock:
+            execute_plan(
+                plan,
+                rdir,
+                profile=profile,
+                force=args.force,
+                dry_run=args.dry_run,
+                kernel=args.kernel,
+                log=lambda s: print(s, flush=True),
+                full_plan=full,
+            )
+    except Interrupted as exc:
+        print(
+            f"\ninterrupted during {exc}; finished work is kept: run the same command again "
+            "to resume",
+            file=sys.stderr,
+        )
+        return 130
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (ProfileError, ExecutionFailed, RunLocked) as exc:
+        msg = redact(str(exc), secret_values(profile)) if profile else str(exc)
+        print(f"error: {msg}", file=sys.stderr)
         return 2
     return 0
 

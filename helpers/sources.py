@@ -8,34 +8,32 @@ by a grader (camel-ai science answers are prose, LeetCode answers are programs) 
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 from typing import Any
 
-from .grading import LETTERS, last_boxed
+from .answers import last_boxed
 from .paths import rel
-
-
-def stable_hash(*parts: Any) -> int:
-    """A seed from any values, the same on every machine and run (unlike hash())."""
-    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+from .problem import LETTERS, choice_question, stable_hash
 
 
 def load_rows(path: str, split: str) -> list[dict[str, Any]]:
-    """Read a local file (jsonl, json, csv, parquet) or a hub dataset id into rows."""
+    """Read a local file (jsonl, json, csv, parquet) or a `hub:owner/name` dataset into rows."""
     from datasets import load_dataset
 
-    p = Path(path)
-    if p.exists():
-        fmt = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(
-            p.suffix
-        )
-        if fmt is None:
-            raise ValueError(f"{rel(p)}: expected a .jsonl, .json, .csv or .parquet file")
-        ds = load_dataset(fmt, data_files=str(p), split="train")
-    else:
-        ds = load_dataset(path, split=split)  # hub access: only on an online box
+    from .config import data_location
+
+    kind, where = data_location(path)
+    if kind == "hub":
+        ds = load_dataset(where, split=split)  # hub access: only on an online box
+        return [dict(r) for r in ds]
+    p = Path(where)
+    if not p.is_file():
+        raise FileNotFoundError(f"{rel(p)}: no such file (write hub:<owner>/<name> for the hub)")
+    fmt = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(p.suffix)
+    if fmt is None:
+        raise ValueError(f"{rel(p)}: expected a .jsonl, .json, .csv or .parquet file")
+    ds = load_dataset(fmt, data_files=str(p), split="train")
     return [dict(r) for r in ds]
 
 
@@ -49,12 +47,6 @@ def need(row: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
 def _problem(**fields: Any) -> dict[str, Any]:
     base = {"answer_type": "math", "choices": None}
     return {**base, **fields}
-
-
-def choice_question(stem: str, options: list[str]) -> str:
-    """A multiple-choice question: the stem, lettered options, and how to answer."""
-    listing = "\n".join(f"({L}) {o}" for L, o in zip(LETTERS, options, strict=False))
-    return f"{stem.strip()}\n\n{listing}\n\nAnswer with the letter of the correct option."
 
 
 # --------------------------------------------------------------------------- benchmarks
@@ -275,11 +267,11 @@ def load_leetcode(path: str, difficulty: str | None = None) -> list[dict[str, An
 
 
 POOL_LOADERS = {
-    "numina_math": lambda cfg: load_numina(cfg.path or "AI-MO/NuminaMath-CoT", cfg.subsets),
-    "aime": lambda cfg: load_aime_history(cfg.path or "gneubig/aime-1983-2024", cfg.years),
-    "camel_science": lambda cfg: load_camel_science(cfg.path or "camel-ai/physics"),
-    "riddlesense": lambda cfg: load_riddlesense(cfg.path or "INK-USC/riddle_sense"),
-    "leetcode": lambda cfg: load_leetcode(cfg.path or "greengerong/leetcode", cfg.difficulty),
+    "numina_math": lambda cfg: load_numina(cfg.path or "hub:AI-MO/NuminaMath-CoT", cfg.subsets),
+    "aime": lambda cfg: load_aime_history(cfg.path or "hub:gneubig/aime-1983-2024", cfg.years),
+    "camel_science": lambda cfg: load_camel_science(cfg.path or "hub:camel-ai/physics"),
+    "riddlesense": lambda cfg: load_riddlesense(cfg.path or "hub:INK-USC/riddle_sense"),
+    "leetcode": lambda cfg: load_leetcode(cfg.path or "hub:greengerong/leetcode", cfg.difficulty),
 }
 
 

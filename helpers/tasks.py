@@ -12,19 +12,12 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .artifacts import read_jsonl, write_jsonl
-from .sources import (
-    choice_question,
-    load_aime2024,
-    load_gpqa_diamond,
-    load_math500,
-    load_pool,
-    stable_hash,
-)
+from .artifacts import cached_jsonl
+from .problem import choice_question, freeze, gym_dataset, stable_hash
+from .sources import load_aime2024, load_gpqa_diamond, load_math500, load_pool
 
 
 @dataclass(frozen=True)
@@ -36,9 +29,6 @@ class Family:
     domain: str = "math"
     difficulty: str = "normal"  # normal | hard
     choice: bool = False  # shown as 4-option multiple choice
-    # The answer is an expression (countdown, 24) that only the gym's verifier can judge:
-    # math equivalence would accept the bare target number, which evaluates to the same value.
-    verifier_only: bool = False
 
 
 FAMILIES: dict[str, Family] = {
@@ -75,9 +65,8 @@ FAMILIES: dict[str, Family] = {
         "countdown",
         dict(min_numbers=3, max_numbers=4, max_value=30, min_target=20, max_target=200),
         difficulty="hard",
-        verifier_only=True,
     ),
-    "puzzle24": Family("puzzle24", {}, difficulty="hard", verifier_only=True),
+    "puzzle24": Family("puzzle24", {}, difficulty="hard"),
     "long_chain": Family(
         "chain_sum", dict(min_terms=6, max_terms=8, min_digits=2, max_digits=3), difficulty="hard"
     ),
@@ -130,24 +119,6 @@ _FORMAT_NOISE = [
 ]
 
 
-@lru_cache(maxsize=256)
-def _gym_dataset(name: str, config_items: tuple, seed: int, size: int) -> Any:
-    import reasoning_gym as rg
-
-    return rg.create_dataset(name, seed=seed, size=size, **dict(config_items))
-
-
-def _freeze(config: dict[str, Any]) -> tuple:
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in config.items()))
-
-
-def gym_entry(example: dict[str, Any]) -> dict[str, Any]:
-    """Regenerate the reasoning-gym entry behind an example (for its verifier)."""
-    g = example["gym"]
-    ds = _gym_dataset(g["dataset"], _freeze(g["config"]), g["seed"], g["size"])
-    return ds[g["index"]]
-
-
 def _choice_options(fam: Family, entry: dict[str, Any], rng: random.Random) -> list[str]:
     """Build three wrong options beside the right one, each plausible for the family."""
     gold = str(entry["answer"]).strip()
@@ -190,7 +161,7 @@ def make_example(
 ) -> dict[str, Any]:
     """Build one problem record from a reasoning-gym family."""
     fam = FAMILIES[family]
-    ds = _gym_dataset(fam.dataset, _freeze(fam.config), seed, size)
+    ds = gym_dataset(fam.dataset, freeze(fam.config), seed, size)
     entry = ds[index]
     record: dict[str, Any] = {
         "id": pid,
@@ -269,11 +240,11 @@ def build_benchmark(name: str, cfg: Any, seed: int = 0) -> list[dict[str, Any]]:
             f"bench-{name}",
         )
     elif cfg.source == "math500":
-        rows = load_math500(cfg.path or "HuggingFaceH4/MATH-500", cfg.size)
+        rows = load_math500(cfg.path or "hub:HuggingFaceH4/MATH-500", cfg.size)
     elif cfg.source == "aime2024":
-        rows = load_aime2024(cfg.path or "Maxwell-Jia/AIME_2024", cfg.size)
+        rows = load_aime2024(cfg.path or "hub:Maxwell-Jia/AIME_2024", cfg.size)
     else:
-        rows = load_gpqa_diamond(cfg.path or "Idavidrein/gpqa", cfg.size, seed)
+        rows = load_gpqa_diamond(cfg.path or "hub:Idavidrein/gpqa", cfg.size, seed)
     for r in rows:
         r["benchmark"] = name
     return rows
@@ -285,17 +256,19 @@ def benchmarks_dir(rdir: Path) -> Path:
 
 
 def load_benchmarks(profile: Any, rdir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Build (once) and read every benchmark the profile names, as {name: examples}."""
+    """Build (once) and read every benchmark the profile names, as {name: examples}.
+
+    Each file remembers the settings it was built from and is rebuilt when they change (a
+    benchmark whose kind changed while its size did not used to be reused as it was).
+    """
     out = {}
     for name, cfg in profile.benchmarks.items():
-        path = benchmarks_dir(rdir) / f"{name}.jsonl"
-        if not path.exists():
-            write_jsonl(path, build_benchmark(name, cfg, profile.seed))
-        rows = read_jsonl(path)
-        if len(rows) != cfg.size and cfg.source == "embedded":
-            write_jsonl(path, build_benchmark(name, cfg, profile.seed))
-            rows = read_jsonl(path)
-        out[name] = rows
+        settings = {"benchmark": name, "seed": profile.seed, **cfg.model_dump(mode="json")}
+        out[name] = cached_jsonl(
+            benchmarks_dir(rdir) / f"{name}.jsonl",
+            settings,
+            lambda name=name, cfg=cfg: build_benchmark(name, cfg, profile.seed),
+        )
     return out
 
 

@@ -11,13 +11,13 @@ import logging
 import os
 import subprocess
 import sys
-import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .artifacts import write_json, write_jsonl
+from .config import TrainCfg
 from .formatting import user_turn
 from .paths import rel
 
@@ -32,50 +32,44 @@ class SFTSpec:
     data: list[dict[str, Any]]  # records with question and combined_text
     out_dir: str
     prompt: str
-    method: str = "lora"
-    learning_rate: float = 1e-4
-    epochs: float = 1.0
-    per_device_batch_size: int = 4
-    gradient_accumulation: int = 1
-    max_length: int = 1024
-    lora_r: int = 16
-    lora_alpha: int = 32
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
-    lr_scheduler: str = "cosine"
-    num_gpus: int = 1
-    deepspeed_config: str | None = None
-    max_steps: int = -1
+    train: TrainCfg = field(default_factory=TrainCfg)  # the profile's `sft` section
     seed: int = 0
     # "response": learn the whole thought/solution response; "solution": the prompt carries the
     # question and the thought, and the loss is on the solution only (the QwQ completer).
     target: str = "response"
-    # Give each format marker a token of its own (see add_marker_tokens).
-    marker_tokens: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self) -> dict[str, Any]:
+        """Everything but the data and where it goes, as plain JSON values."""
+        return {
+            "model": self.model,
+            "prompt": self.prompt,
+            "train": self.train.model_dump(mode="json"),
+            "seed": self.seed,
+            "target": self.target,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole spec as plain JSON values (for `python -m helpers.training SPEC.json`)."""
+        return {**self.settings(), "data": self.data, "out_dir": self.out_dir}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SFTSpec:
+        """Read a spec written by to_json."""
+        return cls(**{**d, "train": TrainCfg.model_validate(d["train"])})
 
 
 def spec_from_profile(
     profile: Any, model: str, data: list[dict[str, Any]], out_dir: Path, prompt: str
 ) -> SFTSpec:
     """Build an SFTSpec from a profile's sft section."""
-    # SFTSpec's training fields are named as the profile's sft section names them.
-    return SFTSpec(
-        model=model,
-        data=data,
-        out_dir=str(out_dir),
-        prompt=prompt,
-        seed=profile.seed,
-        **profile.sft.model_dump(),
-    )
+    return SFTSpec(model, data, str(out_dir), prompt, train=profile.sft, seed=profile.seed)
 
 
 def spec_key(spec: SFTSpec) -> str:
     """A hash of a spec's settings (not its data), to tell whether a saved run can be reused."""
     import hashlib
 
-    settings = {k: v for k, v in asdict(spec).items() if k not in ("data", "out_dir")}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(spec.settings(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def to_conversations(data: list[dict[str, Any]], prompt: str) -> list[dict[str, Any]]:
@@ -117,7 +111,7 @@ def render_training_text(tokenizer: Any, example: dict[str, Any]) -> str:
 
 def train_sft(spec: SFTSpec) -> dict[str, Any]:
     """Train and save a checkpoint (merged when LoRA) with its log; return a summary."""
-    if spec.num_gpus > 1:
+    if spec.train.num_gpus > 1:
         return _launch_distributed(spec)
     return _train(spec)
 
@@ -126,15 +120,15 @@ def _launch_distributed(spec: SFTSpec) -> dict[str, Any]:
     out = Path(spec.out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     spec_path = out.with_name(out.name + ".spec.json")
-    write_json(spec_path, asdict(spec))
-    cmd = ["accelerate", "launch", "--num_processes", str(spec.num_gpus)]
-    if spec.deepspeed_config:
+    write_json(spec_path, spec.to_json())
+    cmd = ["accelerate", "launch", "--num_processes", str(spec.train.num_gpus)]
+    if spec.train.deepspeed_config:
         from .config import resolve_path
 
         cmd += [
             "--use_deepspeed",
             "--deepspeed_config_file",
-            str(resolve_path(spec.deepspeed_config)),
+            str(resolve_path(spec.train.deepspeed_config)),
         ]
     cmd += ["-m", "helpers.training", str(spec_path)]
     log.info("launching: %s", " ".join(cmd))
@@ -146,20 +140,30 @@ def _train(spec: SFTSpec) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .models import cpu_has_fast_bf16, load_tokenizer, resolve_model_path
+    from .models import load_tokenizer, resolve_model_path
 
-    t0 = time.time()
     cuda = torch.cuda.is_available()
-    bf16 = cuda or cpu_has_fast_bf16()
+    bf16 = train_in_bf16(spec.train.dtype, cuda)
     tok = load_tokenizer(spec.model)
     model = AutoModelForCausalLM.from_pretrained(
         resolve_model_path(spec.model),
-        dtype=torch.bfloat16 if bf16 and spec.method == "full" else torch.float32,
+        dtype=torch.bfloat16 if bf16 and spec.train.method == "full" else torch.float32,
     )
     out = Path(spec.out_dir)
     work = out.with_name(out.name + ".work")
     trainer = build_trainer(spec, model, tok, work, cuda, bf16)
-    return _finish(trainer, spec, tok, out, work, cuda, t0)
+    return _finish(trainer, spec, tok, out, work, cuda)
+
+
+def train_in_bf16(dtype: str, cuda: bool) -> bool:
+    """Whether to train with bf16 (mixed precision): the profile's choice, or the machine's."""
+    from .models import cpu_has_fast_bf16
+
+    if dtype == "auto":
+        return cuda or cpu_has_fast_bf16()
+    if dtype == "fp16":
+        raise ValueError("sft.dtype fp16 is not supported for training: use bf16 or fp32")
+    return dtype == "bf16"
 
 
 def build_trainer(
@@ -167,109 +171,68 @@ def build_trainer(
 ) -> Any:
     """TRL's SFTTrainer for a spec: its train_dataset shows exactly which tokens carry loss."""
     from datasets import Dataset
-    from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
     tok.padding_side = "right"
-    marker_ids = add_marker_tokens(model, tok) if spec.marker_tokens else []
     examples = (
         to_solution_examples(tok, spec.data, spec.prompt)
         if spec.target == "solution"
         else to_conversations(spec.data, spec.prompt)
     )
+    args = trl_args(spec.train, work, spec.seed, cuda, bf16, completion_only_loss=True)
     with warnings.catch_warnings():  # deprecation chatter from transformers, not ours to fix
         warnings.simplefilter("ignore", FutureWarning)
-        cfg = _sft_config(SFTConfig, spec, work, cuda, bf16)
-    peft_cfg = (
-        LoraConfig(
-            r=spec.lora_r,
-            lora_alpha=spec.lora_alpha,
-            lora_dropout=0.0,
-            target_modules="all-linear",
-            task_type="CAUSAL_LM",
-        )
-        if spec.method == "lora"
-        else None
-    )
-    trainer = SFTTrainer(
+        cfg = SFTConfig(**args)
+    return SFTTrainer(
         model=model,
         args=cfg,
         train_dataset=Dataset.from_list(examples),
         processing_class=tok,
-        peft_config=peft_cfg,
+        peft_config=lora_config(spec.train),
     )
-    if marker_ids and spec.method == "lora":
-        train_rows_only(trainer.model, marker_ids, spec.weight_decay)
-    return trainer
 
 
-def add_marker_tokens(model: Any, tok: Any) -> list[int]:
-    """Make each format marker one token, starting from the mean of the pieces it replaces."""
-    import torch
+def lora_config(train: TrainCfg) -> Any:
+    """PEFT's LoRA config for a `lora` profile (None for full fine-tuning)."""
+    if train.method != "lora":
+        return None
+    from peft import LoraConfig
 
-    from .formatting import MARKERS
-
-    # The markers are plain text to a backbone's tokenizer (`<|end_of_thought|>` is nine pieces),
-    # and a model trained on a few dozen demonstrations miscounts them (doubled markers, end of
-    # turn after the thought). Added tokens are not "special", so decoding keeps them as text.
-    pieces = [tok(m, add_special_tokens=False).input_ids for m in MARKERS]
-    known = len(tok)
-    tok.add_tokens(list(MARKERS))
-    ids = tok.convert_tokens_to_ids(list(MARKERS))
-    # Qwen's embedding has spare rows past its vocabulary: resize only when there are none.
-    if len(tok) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tok), mean_resizing=False)
-    emb = model.get_input_embeddings().weight
-    with torch.no_grad():
-        for i, p in zip(ids, pieces, strict=True):
-            if i >= known:  # new to the tokenizer; a marker it already had keeps its row
-                emb[i] = emb[p].mean(0)
-    return ids
+    return LoraConfig(
+        r=train.lora_r,
+        lora_alpha=train.lora_alpha,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
 
 
-def train_rows_only(model: Any, ids: list[int], weight_decay: float) -> None:
-    """Under LoRA, let the optimizer move these rows of the frozen (tied) embedding, no other."""
-    import torch
-
-    # PEFT's own trainable-token rows wrap the tied LM head, which TRL's fused loss cannot read
-    # (it takes `lm_head.bias`); and rows left at their start are never emitted (a dev-set
-    # probe: 0% format, `|` over and over). A gradient mask keeps the rest of the embedding
-    # as it was, which decoupled weight decay would not.
-    if weight_decay > 0:
-        raise ValueError(
-            f"sft.marker_tokens with LoRA needs sft.weight_decay 0, found {weight_decay:g}: "
-            "weight decay would shrink every row of the embedding"
-        )
-    weight = model.get_input_embeddings().weight
-    mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
-    mask[ids] = 1.0
-    weight.requires_grad_(True)
-    weight.register_hook(lambda grad: grad * mask)
-
-
-def _sft_config(SFTConfig: Any, spec: SFTSpec, work: Path, cuda: bool, bf16: bool) -> Any:
-    return SFTConfig(
+def trl_args(
+    train: TrainCfg, work: Path, seed: int, cuda: bool, bf16: bool, **extra: Any
+) -> dict[str, Any]:
+    """A profile's training settings as TRL config arguments (SFTConfig and DPOConfig alike)."""
+    return dict(
         output_dir=str(work),
-        learning_rate=spec.learning_rate,
-        num_train_epochs=spec.epochs,
-        max_steps=spec.max_steps,
-        per_device_train_batch_size=spec.per_device_batch_size,
-        gradient_accumulation_steps=spec.gradient_accumulation,
-        max_length=spec.max_length,
-        warmup_steps=spec.warmup_ratio,  # a float below 1 is a ratio in transformers 5
-        weight_decay=spec.weight_decay,
-        lr_scheduler_type=spec.lr_scheduler,
+        learning_rate=train.learning_rate,
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.per_device_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation,
+        max_length=train.max_length,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio in transformers 5
+        weight_decay=train.weight_decay,
+        lr_scheduler_type=train.lr_scheduler,
         logging_steps=1,
         save_strategy="no",
         report_to=[],
-        seed=spec.seed,
+        seed=seed,
         use_cpu=not cuda,
         bf16=bf16,
-        completion_only_loss=True,
         # Batches of similar lengths: padding was a large share of CPU training time.
         train_sampling_strategy="group_by_length",
         disable_tqdm=False,
-        gradient_checkpointing=spec.method == "full" and cuda,
+        gradient_checkpointing=train.method == "full" and cuda,
+        **extra,
     )
 
 
@@ -283,7 +246,7 @@ def _loss_tokens(ds: Any) -> int | None:
 
 
 def _finish(
-    trainer: Any, spec: SFTSpec, tok: Any, out: Path, work: Path, cuda: bool, t0: float
+    trainer: Any, spec: SFTSpec, tok: Any, out: Path, work: Path, cuda: bool
 ) -> dict[str, Any]:
     import torch
 
@@ -291,7 +254,7 @@ def _finish(
 
     result = trainer.train()
     trained = trainer.model
-    if spec.method == "lora":
+    if spec.train.method == "lora":
         trained = trained.merge_and_unload()
     trained = trained.to(torch.float32) if not cuda else trained
     if trainer.accelerator.is_main_process:
@@ -303,10 +266,9 @@ def _finish(
         summary = {
             "model": spec.model,
             "examples": len(spec.data),
-            "method": spec.method,
+            "method": spec.train.method,
             "steps": trainer.state.global_step,
             "train_loss": result.training_loss,
-            "seconds": round(time.time() - t0, 1),
             "completion_tokens": n_tokens,
             "data_ids": [r.get("id") for r in spec.data],
             "target": spec.target,
@@ -323,6 +285,6 @@ def _finish(
 
 if __name__ == "__main__":  # the multi-GPU entry point that accelerate launches
     logging.basicConfig(level=logging.INFO)
-    _spec = SFTSpec(**json.loads(Path(sys.argv[1]).read_text()))
+    _spec = SFTSpec.from_json(json.loads(Path(sys.argv[1]).read_text()))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _train(_spec)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import filters
+from .answers import extract_answer, last_boxed
 from .formatting import (
     BEGIN_SOLUTION,
     END_SOLUTION,
@@ -17,7 +18,8 @@ from .formatting import (
     split_r1,
 )
 from .generation import Prompt, SamplingCfg
-from .grading import extract_answer, last_boxed, math_equal, unbox
+from .grading import math_equal
+from .paths import rel
 from .tasks import overlapping
 
 RULES = (
@@ -53,8 +55,6 @@ def clean(
     contaminated = overlapping([{"id": r["id"], "question": r["question"]} for r in records], refs)
     for r in records:
         thought, solution = split_thought(r)
-        if cfg.unbox_thought:
-            thought = unbox(thought)
         item = {**r, "thought": thought, "solution": solution}
         rule = None
         if r["label"] == "unverified" and not cfg.keep_unverified:
@@ -172,37 +172,87 @@ def rejected_examples(rejected: list[dict[str, Any]], width: int = 300) -> Any:
     )
 
 
-def import_release(path: str | Path) -> list[dict[str, Any]]:
-    """Read the public release (JSON lines: question, combined_text, domain) into demos."""
-    from .artifacts import iter_jsonl
+# The public release's domains, the only ones its importer accepts.
+RELEASE_DOMAINS = ("math", "physics", "chemistry", "biology", "code", "puzzle")
+RELEASE_FIELDS = ("question", "combined_text", "domain")
+
+
+def _release_row_problem(r: Any) -> str | None:
+    """What is wrong with one row of the public release, or None."""
     from .formatting import parse_response
 
-    demos = []
-    for i, r in enumerate(iter_jsonl(path)):
-        missing = [k for k in ("question", "combined_text", "domain") if k not in r]
-        if missing:
-            raise ValueError(f"{path}, line {i + 1}: expected the fields {missing}")
-        parsed = parse_response(r["combined_text"])
-        if not parsed.well_formed:
-            raise ValueError(
-                f"{path}, line {i + 1}: combined_text is not in the thought/solution "
-                f"format ({', '.join(parsed.problems)})"
+    if not isinstance(r, dict):
+        return f"expected a JSON object, found {type(r).__name__}"
+    missing = [k for k in RELEASE_FIELDS if k not in r]
+    if missing:
+        return f"expected the fields {missing}"
+    for k in RELEASE_FIELDS:
+        v = r[k]
+        if not isinstance(v, str):
+            return (
+                f"field '{k}': expected a string, found {'null' if v is None else type(v).__name__}"
             )
-        domain = str(r["domain"]).lower()
-        demos.append(
-            {
-                "question": r["question"],
-                "combined_text": r["combined_text"],
-                "domain": domain,
-                "id": f"release-{i}",
-                "problem_id": f"release-{i}",
-                "group": "normal_math" if domain == "math" else "other",
-                "difficulty": "unknown",
-                "family": domain,
-                "teacher": "release",
-                "thought_words": len((parsed.thought or "").split()),
-            }
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"field '{k}': not valid UTF-8 text (a lone surrogate)"
+    if not r["question"].strip():
+        return "field 'question' is blank"
+    if r["domain"].strip().lower() not in RELEASE_DOMAINS:
+        return f"field 'domain': expected one of {list(RELEASE_DOMAINS)}, found {r['domain']!r}"
+    parsed = parse_response(r["combined_text"])
+    if not parsed.well_formed:
+        return f"combined_text is not in the thought/solution format ({', '.join(parsed.problems)})"
+    return None
+
+
+def import_release(path: str | Path) -> list[dict[str, Any]]:
+    """Read the public release (JSON lines: question, combined_text, domain) into demos.
+
+    Every row is checked; any bad row stops the import with one error that names each bad
+    line and what is wrong with it, so nothing is imported as a silently different record.
+    """
+    import json
+
+    from .formatting import parse_response
+
+    path = Path(path)
+    demos, bad = [], []
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError as exc:
+                bad.append(f"line {i}: not valid JSON ({exc.msg})")
+                continue
+            problem = _release_row_problem(r)
+            if problem:
+                bad.append(f"line {i}: {problem}")
+                continue
+            domain = r["domain"].strip().lower()
+            demos.append(
+                {
+                    "question": r["question"],
+                    "combined_text": r["combined_text"],
+                    "domain": domain,
+                    "id": f"release-{i}",
+                    "problem_id": f"release-{i}",
+                    "group": "normal_math" if domain == "math" else "other",
+                    "difficulty": "unknown",
+                    "family": domain,
+                    "teacher": "release",
+                    "thought_words": len(
+                        (parse_response(r["combined_text"]).thought or "").split()
+                    ),
+                }
+            )
+    if bad:
+        shown = "\n  ".join(bad[:20]) + (
+            f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
         )
+        raise ValueError(f"{rel(path)}: {len(bad)} bad row(s), nothing imported:\n  {shown}")
     return demos
 
 
@@ -243,7 +293,7 @@ def complete_thoughts(
     """
     from . import training
     from .artifacts import read_json
-    from .generation import make_backend
+    from .generation import backend_from_profile
 
     if not items:
         return [], [], {}
@@ -254,7 +304,8 @@ def complete_thoughts(
         )
     data = completer_demos(r1_demos, profile.unify.completer_examples)
     spec = training.spec_from_profile(profile, profile.backbone, data, out_dir, prompt)
-    spec.epochs, spec.target = profile.unify.completer_epochs, "solution"
+    spec.train = spec.train.model_copy(update={"epochs": profile.unify.completer_epochs})
+    spec.target = "solution"
     done = Path(out_dir) / "train_summary.json"
     summary = read_json(done) if done.exists() else {}
     same = summary.get("data_ids") == [d["id"] for d in data] and summary.get("spec") == (
@@ -262,15 +313,9 @@ def complete_thoughts(
     )
     if not same:
         summary = training.train_sft(spec)
-    gen = profile.generation
-    backend = make_backend(
-        "vllm" if gen.backend == "vllm" else "hf",
-        str(out_dir),
-        batch_size=gen.batch_size,
-        dtype=gen.dtype,
-        tensor_parallel_size=gen.tensor_parallel_size,
-        seed=profile.seed,
-    )
+    # The completer is this run's checkpoint: generated locally, and not stopped at loops (its
+    # solutions are short, and a looping one disagrees with the thought anyway).
+    backend = backend_from_profile(profile, str(out_dir), local=True, stop_loops=False)
     solutions = complete_solutions(backend, items, prompt, profile.unify.solution_max_tokens)
     demos, rejected = keep_agreeing(items, solutions)
     return demos, rejected, summary

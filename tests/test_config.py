@@ -103,3 +103,70 @@ def test_missing_profile_file(tmp_path):
 def test_loop_stopping_needs_the_hf_backend(tmp_path):
     msg = error_of(tmp_path, GOOD + "generation: {backend: vllm, stop_loops: true}\n")
     assert "generation" in msg and "hf backend only" in msg and "vllm" in msg
+
+
+@pytest.mark.parametrize(
+    "change,key,expected",
+    [
+        ("normal: {kind: normal, size: 1000000000000}", "benchmarks.normal.size", "<= 100000"),
+        ("normal_math: {size: 1000000000000}", "pools.normal_math.size", "<= 1000000"),
+        ("small: {size: 99999999999, ratios", "mixtures.small.size", "<= 1000000"),
+    ],
+)
+def test_sizes_have_upper_bounds_that_protect_memory(tmp_path, change, key, expected):
+    original = {
+        "benchmarks": "normal: {kind: normal, size: 4}",
+        "pools": "normal_math: {size: 4}",
+        "mixtures": "small: {size: 4, ratios",
+    }[key.split(".")[0]]
+    msg = error_of(tmp_path, GOOD.replace(original, change))
+    assert f"key '{key}'" in msg and f"expected a number {expected}" in msg
+
+
+@pytest.mark.parametrize("run", ["../../escaped", "", "a/b", "..", "/abs"])
+def test_run_must_be_a_plain_name(tmp_path, run):
+    msg = error_of(tmp_path, GOOD.replace("run: t", f"run: '{run}'"))
+    assert "key 'run'" in msg and "a plain name" in msg and "line 1" in msg
+
+
+def test_a_local_path_is_never_taken_for_a_hub_id(tmp_path):
+    pools = "pools:\n  normal_math:\n    size: 4\n    sources:\n      - {source: numina_math, path: %s}\n"
+    text = GOOD.replace("pools:\n  normal_math: {size: 4}\n", pools % "data/numina")
+    msg = error_of(tmp_path, text)
+    assert "key 'pools.normal_math.sources.0.path'" in msg
+    assert "expected an existing local file, or hub:<owner>/<name>" in msg and "data/numina" in msg
+    ok = load_profile(
+        write(
+            tmp_path,
+            GOOD.replace("pools:\n  normal_math: {size: 4}\n", pools % "hub:AI-MO/NuminaMath-CoT"),
+        )
+    )
+    assert ok.pools["normal_math"].sources[0].path == "hub:AI-MO/NuminaMath-CoT"
+    msg = error_of(tmp_path, text.replace("data/numina", "hub:not a hub id"))
+    assert "expected hub:<owner>/<name>" in msg
+
+
+def test_a_duplicate_key_is_refused_naming_both_lines(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace("run: t", "run: t\nseed: 1\nseed: 2"))
+    assert "key 'seed' appears twice (lines 2 and 3)" in msg
+
+
+def test_unreadable_profiles_give_one_clear_message(tmp_path):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(GOOD.encode() + b"# caf\xe9\n")
+    with pytest.raises(ProfileError, match=r"latin1.yaml: not UTF-8 text \(byte \d+\)"):
+        load_profile(bad)
+    with pytest.raises(ProfileError, match="is a folder, expected a profile"):
+        load_profile(tmp_path)
+
+
+def test_a_duplicate_variant_names_its_key_and_line_not_the_whole_profile(tmp_path):
+    twice = "- {name: sft_small, kind: sft, mixture: small}"
+    msg = error_of(tmp_path, GOOD.replace(twice, f"{twice}\n  {twice}"))
+    assert msg.endswith("line 12: key 'variants.2.name': variant name 'sft_small' is used twice")
+
+
+def test_an_unknown_pool_group_names_its_key_and_line(tmp_path):
+    msg = error_of(tmp_path, GOOD.replace("hard_math: 0.5}}", "nowhere: 0.5}}"))
+    assert "line 8: key 'mixtures.small.ratios.nowhere'" in msg
+    assert "expected one of ['hard_math', 'normal_math']" in msg and "variants" not in msg

@@ -95,16 +95,6 @@ def test_clean_applies_each_rule_and_reports_it():
     assert report["rejected"]["repetition"] == 1 and report["by_teacher"]["t_r1"]["incorrect"] == 1
 
 
-def test_unbox_thought_leaves_the_box_to_the_solution():
-    qwq = record(0, GOOD + "\n\nSo the final answer is \\boxed{42}.", style="qwq")
-    (kept,), _ = clean([qwq], {}, UnifyCfg(min_thought_words=10, unbox_thought=True))
-    assert kept["thought"].endswith("So the final answer is 42.") and "boxed" not in kept["thought"]
-    # The thought's answer now comes from the grader's extraction, so completions still check.
-    assert answers_agree(kept, "\\boxed{42}") and not answers_agree(kept, "\\boxed{41}")
-    (kept,), _ = clean([qwq], {}, UnifyCfg(min_thought_words=10))
-    assert kept["thought"].endswith("\\boxed{42}.")
-
-
 @pytest.mark.parametrize(
     "solution,ok",
     [

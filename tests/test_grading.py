@@ -8,16 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from helpers.answers import extract_answer, extract_choice, last_boxed
 from helpers.formatting import format_response
-from helpers.grading import (
-    extract_answer,
-    extract_choice,
-    grade,
-    last_boxed,
-    math_equal,
-    restates_expression,
-    unbox,
-)
+from helpers.grading import grade, math_equal, restates_expression
+from helpers.problem import gym_entry
+from helpers.verifiers import check_expression
 
 
 def math_ex(answer):
@@ -32,12 +27,6 @@ def test_last_boxed_nested_braces():
     assert last_boxed(r"so \boxed{\frac{1}{2}} and") == r"\frac{1}{2}"
     assert last_boxed(r"\boxed{1} then \boxed{2}") == "2"
     assert last_boxed(r"\boxed{unclosed") is None
-
-
-def test_unbox_keeps_the_answer_and_drops_the_box():
-    assert unbox(r"Final answer: \boxed{\frac{1}{2}}.") == r"Final answer: \frac{1}{2}."
-    assert unbox(r"\boxed{1} and \fbox{ 2 } then \boxed{\boxed{3}}") == "1 and 2 then 3"
-    assert unbox(r"left \boxed{unclosed") == r"left \boxed{unclosed"
 
 
 @given(st.integers(-(10**6), 10**6))
@@ -137,7 +126,8 @@ def test_expression_tasks_reject_the_bare_target_number():
     exs = build_benchmark("h", BenchmarkCfg(kind="hard", size=9))
     for family in ("countdown", "puzzle24"):
         ex = next(r for r in exs if r["family"] == family)
-        target = str(round(eval(ex["answer"], {"__builtins__": {}})))  # the gold's value
+        meta = gym_entry(ex)["metadata"]
+        target = str(check_expression(ex["answer"], meta["numbers"], 24).value)  # gold's value
         assert grade(format_response("t", f"\\boxed{{{ex['answer']}}}"), ex).correct
         assert not grade(format_response("t", f"\\boxed{{{target}}}"), ex).correct
     chain = next(r for r in exs if r["family"] == "long_chain")
@@ -154,7 +144,9 @@ def test_restating_the_question_is_not_an_answer():
     exs = build_benchmark("h", BenchmarkCfg(kind="hard", size=9))
     chain = next(r for r in exs if r["family"] == "long_chain")
     expr = re.search(r"(-?\d[\d\s+\-*/().]*\d)", chain["question"]).group(1).strip()
-    assert eval(expr, {"__builtins__": {}}) == int(chain["answer"])  # it is the question's sum
+    assert sum(int(t) for t in re.findall(r"[-+]?\s*\d+", expr.replace(" ", ""))) == int(
+        chain["answer"]
+    )  # it is the question's sum
     assert not grade(format_response("t", f"\\boxed{{{expr}}}"), chain).correct
     assert grade(format_response("t", f"\\boxed{{{chain['answer']}}}"), chain).correct
     assert restates_expression("-12", "26 + 19 - 57") and not restates_expression("1/2", "1/2")
@@ -179,19 +171,12 @@ def test_regrade_rewrites_verdicts_from_stored_responses(tmp_path):
     (tmp_path / "b.jsonl").write_text(json.dumps(rec) + "\n")
     (tmp_path / "summary.json").write_text(json.dumps({"benchmarks": {"b": summarize([rec])}}))
     out = regrade(tmp_path, {"b": [ex]})
-    assert out["regraded"]["changed_verdicts"] == {"b": 0}  # answer_type math keeps math-verify
-    from helpers.config import BenchmarkCfg
-    from helpers.tasks import build_benchmark
-
-    chain = next(
-        r
-        for r in build_benchmark("h", BenchmarkCfg(kind="hard", size=9))
-        if r["family"] == "long_chain"
-    )
-    expr = re.search(r"(-?\d[\d\s+\-*/().]*\d)", chain["question"]).group(1).strip()
-    rec.update(id=chain["id"], response=format_response("t", f"\\boxed{{{expr}}}"), correct=True)
-    (tmp_path / "b.jsonl").write_text(json.dumps(rec) + "\n")
-    out = regrade(tmp_path, {"b": [chain]})
     assert out["regraded"]["changed_verdicts"] == {"b": 1}
     assert out["benchmarks"]["b"]["accuracy"] == 0.0
-    assert json.loads((tmp_path / "b.jsonl").read_text())["correct"] is False
+    stored = json.loads((tmp_path / "b.jsonl").read_text())
+    assert stored["correct"] is False and stored["reason"] == "uncomputed expression"
+    rec.update(response=format_response("t", "\\boxed{5}"), correct=False)
+    (tmp_path / "b.jsonl").write_text(json.dumps(rec) + "\n")
+    out = regrade(tmp_path, {"b": [ex]})
+    assert out["regraded"]["changed_verdicts"] == {"b": 1}
+    assert out["benchmarks"]["b"]["accuracy"] == 100.0

@@ -37,9 +37,9 @@ def test_smoke_profile_end_to_end_then_skips(tmp_outputs):
         assert (rdir / artifact).exists(), artifact
     second = run()
     assert second.returncode == 0 and "running" not in second.stdout
-    assert second.stdout.count("skip (done, inputs unchanged)") == 7
+    assert second.stdout.count("skip (done, unchanged)") == 7
     dry = run("--dry-run", "--force")
-    assert dry.stdout.count(" run  <- ") == 7
+    assert dry.stdout.count(" run (forced)") == 7
 
 
 def test_bad_profile_stops_before_running(tmp_outputs, tmp_path):

@@ -93,8 +93,19 @@ def test_runs_then_skips_then_force(tmp_path):
 def test_changed_input_reruns_only_downstream(tmp_path):
     plan, rdir = plan_in(tmp_path)
     run(plan, rdir)
+    plan[0].parameters["sleep"] = 0.01  # one reruns (new settings) and writes a new a.txt
+    assert run(plan, rdir)[0] == ["ran", "ran"]
+    assert run(plan, rdir)[0] == ["skip", "skip"]
+
+
+def test_an_output_edited_by_hand_reruns_its_producer_then_downstream(tmp_path):
+    plan, rdir = plan_in(tmp_path)
+    run(plan, rdir)
     (rdir / "one/a.txt").write_text("changed by hand")
-    assert run(plan, rdir)[0] == ["skip", "ran"]
+    outcomes, lines = run(plan, rdir)
+    assert outcomes == ["ran", "ran"]
+    assert "output one/a.txt changed since this execution wrote it" in lines[0]
+    assert (rdir / "one/a.txt").read_text() != "changed by hand"
 
 
 def test_changed_parameters_rerun(tmp_path):
@@ -122,7 +133,7 @@ def test_dry_run_prints_plan_and_runs_nothing(tmp_path):
     plan, rdir = plan_in(tmp_path)
     outcomes, lines = run(plan, rdir, dry_run=True)
     assert outcomes == ["would run", "would run"] and not (rdir / "one/a.txt").exists()
-    assert "one" in lines[0] and "two:v1" in lines[1] and all(" run" in ln for ln in lines)
+    assert "one" in lines[0] and "two:v1" in lines[1] and all(" run (" in ln for ln in lines)
     run(plan, rdir)
     assert run(plan, rdir, dry_run=True)[0] == ["skip", "skip"]
 

@@ -30,7 +30,7 @@ def test_secret_never_reaches_outputs(tmp_outputs, tmp_path, monkeypatch):
     """)
     )
     prof = load_profile(prof_path)
-    plan = build_plan(prof, rel(prof_path))
+    plan, _ = build_plan(prof, rel(prof_path))
     execute_plan(plan, run_dir(prof.run), profile=prof, log=lambda s: None)
     assert backend.calls == 3  # the key worked: the server refuses requests without it
     files = [p for p in tmp_outputs.rglob("*") if p.is_file()]

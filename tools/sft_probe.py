@@ -19,11 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from helpers.artifacts import read_jsonl
-from helpers.config import GenerationCfg, load_profile
+from helpers.config import load_profile
 from helpers.evaluation import evaluate_benchmarks, summarize
 from helpers.formatting import load_prompt
-from helpers.generation import HFBackend
-from helpers.models import load_model
+from helpers.generation import backend_from_profile
 from helpers.paths import run_dir
 from helpers.tasks import (
     POOL_FAMILIES,
@@ -54,12 +53,11 @@ def dev_set(profile, n: int, group: str = "normal_math") -> list[dict]:
     return [r for r in rows if r["id"] not in flagged]
 
 
-def score(model_dir: str, items: list[dict], prompt: str, gen: GenerationCfg) -> dict:
+def score(profile, model_dir: str, items: list[dict], prompt: str) -> dict:
     """Greedy generations on the dev items: format (overall, per family), accuracy, length."""
-    model, tok = load_model(model_dir)
-    be = HFBackend(model, tok, batch_size=len(items), progress=False, stop_loops=gen.stop_loops)
+    be = backend_from_profile(profile, model_dir, local=True, batch_size=len(items))
     t0 = time.time()
-    recs = evaluate_benchmarks(be, {"dev": items}, prompt, gen.max_new_tokens)["dev"]
+    recs = evaluate_benchmarks(be, {"dev": items}, prompt, profile.generation.max_new_tokens)["dev"]
     fams: dict[str, list[bool]] = {}
     for r in recs:
         fams.setdefault(r["family"], []).append(r["well_formed"])
@@ -80,7 +78,9 @@ def main() -> None:
     ap.add_argument("profile")
     ap.add_argument("mixture", help="a mixture jsonl from 03_mix_data, or - with --score")
     ap.add_argument("out")
-    ap.add_argument("--settings", help="JSON list of SFTSpec overrides, each with a name")
+    ap.add_argument(
+        "--settings", help="JSON list of sft-section overrides (and seed), each with a name"
+    )
     ap.add_argument("--score", action="append", default=[], help="score this checkpoint only")
     ap.add_argument("--dev", type=int, default=60)
     ap.add_argument("--backbone", action="store_true", help="score the backbone too")
@@ -90,7 +90,6 @@ def main() -> None:
     profile = load_profile(args.profile)
     prompt = load_prompt(profile.prompt_file)
     items = dev_set(profile, args.dev)
-    gen = profile.generation
     report: dict = {"profile": args.profile, "dev": len(items), "results": {}}
 
     def record(name: str, result: dict) -> None:
@@ -99,9 +98,9 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(report, indent=2))
 
     if args.backbone:
-        record("backbone", score(profile.backbone, items, prompt, gen))
+        record("backbone", score(profile, profile.backbone, items, prompt))
     for ckpt in args.score:
-        record(ckpt, score(ckpt, items, prompt, gen))
+        record(ckpt, score(profile, ckpt, items, prompt))
     if args.score:
         return
     mixture = read_jsonl(args.mixture)
@@ -112,7 +111,8 @@ def main() -> None:
         name = s.pop("name")
         out_dir = f"/tmp/sft_probe/{name}"
         spec = spec_from_profile(profile, profile.backbone, mixture, Path(out_dir), prompt)
-        spec = replace(spec, **s)
+        seed = s.pop("seed", spec.seed)
+        spec = replace(spec, seed=seed, train=spec.train.model_copy(update=s))
         t0 = time.time()
         summary = train_sft(spec)
         record(
@@ -121,7 +121,7 @@ def main() -> None:
                 **s,
                 "train_loss": summary["train_loss"],
                 "train_s": round(time.time() - t0, 1),
-                **score(out_dir, items, prompt, gen),
+                **score(profile, out_dir, items, prompt),
             },
         )
 
