@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PARAMS ?= params/tiny.yaml
 KERNEL := slow-thinking
 
-.PHONY: setup reproduce test lint format publish bench lab
+.PHONY: setup reproduce test lint format publish bench lab notebooks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ publish: setup   # copy a finished run's report, tables and figures to outputs/r
 
 bench: setup
 	$(BIN)/python -m helpers.bench
+
+notebooks: setup   # re-execute the committed notebooks in place at their smoke defaults
+	$(BIN)/python tools/refresh_notebooks.py
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -8,7 +8,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .formatting import chat_messages
 from .generation import OpenAIBackend, Prompt, SamplingCfg
 from .grading import grade
 from .problem import stable_hash
@@ -97,7 +96,8 @@ def collect_openai(
         cache_path=Path(cache_dir) / f"{teacher.name}.partial.jsonl",
         reasoning_field=teacher.reasoning_field,
     )
-    prompts = [Prompt(chat_messages(p["question"], prompt="")) for p in problems]
+    # A teacher gets the bare question, as the paper's teachers did: no instruction, no system.
+    prompts = [Prompt([{"role": "user", "content": p["question"]}]) for p in problems]
     outs = backend.generate(
         prompts,
         SamplingCfg(

@@ -172,8 +172,36 @@ class TrainCfg(Strict):
     dtype: Dtype = "auto"
 
 
+class DPOCfg(TrainCfg):
+    """DPO's training settings: the SFT section's fields, plus DPO's own."""
+
+    beta: PosFloat = 0.1
+    sft_weight: PosFloat = 1.0  # weight of the SFT term in variants that add it
+
+
+class SelectCfg(Strict):
+    per_problem: Upto(1024) = 1  # correct trajectories kept per problem (highest perplexity)
+    min_thought_words: PosInt = 10
+
+
 class ExploreCfg(Strict):
     start: str  # the first-round model that explores first (an SFT variant)
+    problems: Upto(MAX_PROBLEMS) = 24  # problems explored, held out from distillation
+    # The pool groups explored, sharing `problems` out: the paper explores its hard problems;
+    # a small model may need problems it can solve some of the time (see the tiny profile).
+    groups: Annotated[list[Literal["normal_math", "hard_math"]], Field(min_length=1)] = [
+        "hard_math"
+    ]
+    # Pool files of earlier runs (their explore/iter<i>/pool.jsonl) that join this run's global
+    # pool, as the paper kept one pool across runs; re-graded on loading.
+    pool_files: list[str] = []
+    max_rollouts: Upto(1024) = 20  # attempts per problem and iteration (the paper: 20)
+    parallel: Upto(1024) = 4  # attempts of one problem running at once
+    temperature: Annotated[float, Field(gt=0.0, le=2.0)] = 0.8
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.95
+    max_new_tokens: Upto(MAX_TOKENS) = 512
+    batch_size: Upto(MAX_BATCH) = 64
+    select: SelectCfg = SelectCfg()
 
 
 class VariantCfg(Strict):
@@ -183,6 +211,9 @@ class VariantCfg(Strict):
     # SFT on the mixture plus the data explored at this iteration (0: no explored data).
     explore_iteration: Annotated[int, Field(ge=0)] = 0
     init: str | None = None  # DPO: the SFT variant it starts from
+    pairs: Upto(MAX_PROBLEMS) | None = None  # DPO: how many pairs from the pool (None: all)
+    align: Literal["thought_solution", "thought"] = "thought_solution"  # DPO: what it aligns
+    sft_loss: bool = False  # DPO: add an SFT term on the chosen response
     paper_rows: list[str] = []  # rows of the paper's tables this variant reproduces
 
 
@@ -201,6 +232,7 @@ class Profile(Strict):
     mixtures: dict[str, MixtureCfg] = {}
     sft: TrainCfg = TrainCfg()
     explore: ExploreCfg | None = None
+    dpo: DPOCfg | None = None
     variants: list[VariantCfg]
     _readable: frozenset[str] | None = PrivateAttr(default=None)
 
@@ -242,6 +274,12 @@ class Profile(Strict):
                 raise _at(
                     ("variants", i, "init"),
                     f"variant '{v.name}' starts from '{v.init}', expected one of {names}",
+                )
+            if v.kind == "dpo" and (self.dpo is None or self.explore is None):
+                raise _at(
+                    ("variants", i, "kind"),
+                    f"DPO variant '{v.name}' needs the profile's dpo and explore sections "
+                    "(its pairs come from the exploration pool)",
                 )
             if v.explore_iteration and (v.kind != "sft" or self.explore is None):
                 raise _at(

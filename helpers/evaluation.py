@@ -81,6 +81,8 @@ def evaluate_model(
     for name, recs in evaluate_benchmarks(backend, benchmarks, prompt, max_new_tokens).items():
         write_jsonl(out_dir / f"{name}.jsonl", recs)
         summary["benchmarks"][name] = summarize(recs)
+    if getattr(backend, "tokens", None):
+        summary["tokens"] = dict(backend.tokens)
     write_json(out_dir / "summary.json", summary)
     return summary
 

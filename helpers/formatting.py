@@ -39,8 +39,17 @@ def user_turn(question: str, prompt: str | None = None) -> str:
 
 
 def chat_messages(question: str, prompt: str | None = None) -> list[dict[str, str]]:
-    """Return the chat messages for one question."""
-    return [{"role": "user", "content": user_turn(question, prompt)}]
+    """Return the chat messages for one question: an empty system turn, then the user's.
+
+    Without a system message, chat templates write their own default one (SmolLM2's is 16
+    tokens, "You are a helpful AI assistant named SmolLM..."; Qwen2.5's names Qwen). The method
+    does not use it; the paper puts its instruction in the user turn. Left to the template it
+    is repeated in every training row, so the turn is given, empty.
+    """
+    return [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": user_turn(question, prompt)},
+    ]
 
 
 def render_prompt(tokenizer: Any, question: str, prompt: str | None = None) -> str:

@@ -10,7 +10,8 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 
 from .artifacts import append_jsonl, iter_jsonl
 from .config import redact
+from .decoding import decode_continuous
 from .formatting import END_SOLUTION
 
 log = logging.getLogger(__name__)
@@ -106,174 +108,6 @@ def render(tokenizer: Any, prompt: Prompt) -> str:
     return text + prompt.prefix
 
 
-def decode_continuous(
-    model: Any,
-    prompts: Sequence[Sequence[int]],
-    *,
-    pad_id: int,
-    batch_size: int,
-    max_new_tokens: int,
-    eos: int | None,
-    stopped: Callable[[list[int]], bool] | None = None,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    generator: Any = None,
-    on_done: Callable[[int], None] | None = None,
-    prefill_chunk: int = 16,
-    share_prefix: bool = True,
-) -> list[list[int]]:
-    """Decode token-id prompts with a continuously refilled batch; return new tokens per prompt."""
-    # transformers' generate() keeps finished rows in every forward pass until the longest row of
-    # its batch ends. On CPU a decode step costs nearly as much at batch 8 as at batch 64 (weight
-    # reads dominate), so rows leave as soon as they finish and queued prompts take their slots.
-    import torch
-
-    device = model.device
-    out: list[list[int]] = [[] for _ in prompts]
-    queue = list(range(len(prompts)))
-    alive: list[int] = []
-    cache: Any = None
-    mask = pos = nxt = None
-    refill_at = max(1, batch_size // 4)
-
-    def finish(row: int, tok: int) -> bool:
-        out[row].append(tok)
-        done = (eos is not None and tok == eos) or len(out[row]) >= max_new_tokens
-        done = done or (stopped is not None and stopped(out[row]))
-        if done and on_done is not None:
-            on_done(row)
-        return done
-
-    from .kvcache import growing_cache, repeat_rows
-
-    layers = model.config.get_text_config(decoder=True).num_hidden_layers
-    # Prompts that share a head (chat template and instruction: 115 of 146 tokens in the tiny
-    # profile) compute it once; each row then prefills only its own tail.
-    head = common_prefix(prompts) if share_prefix else 0
-    head_cache: Any = None
-    with torch.inference_mode():
-        if head:
-            head_cache = model(
-                input_ids=torch.tensor([prompts[0][:head]], device=device), use_cache=True
-            ).past_key_values
-        while queue or alive:
-            free = batch_size - len(alive)
-            # Refill once enough slots are free, or when the rest of the queue fits (so the
-            # last few prompts do not wait for a quarter of the batch to finish).
-            if queue and (free >= min(refill_at, len(queue)) or not alive):
-                # Prefill in chunks: one chunk pads every prompt to its longest, and the queue
-                # is sorted by length, so small chunks waste little on padding.
-                take = min(free, prefill_chunk)
-                rows, queue = queue[:take], queue[take:]
-                width = max(len(prompts[r]) for r in rows) - head
-                ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-                new_mask = torch.zeros((len(rows), head + width), dtype=torch.long)
-                new_mask[:, :head] = 1
-                for j, r in enumerate(rows):
-                    tail = prompts[r][head:]
-                    ids[j, width - len(tail) :] = torch.tensor(tail)
-                    new_mask[j, head + width - len(tail) :] = 1
-                ids, new_mask = ids.to(device), new_mask.to(device)
-                new_pos = (new_mask.cumsum(-1) - 1).clamp(min=0)[:, head:]
-                res = model(
-                    input_ids=ids,
-                    attention_mask=new_mask,
-                    position_ids=new_pos,
-                    past_key_values=(
-                        repeat_rows(head_cache, len(rows)) if head else growing_cache(layers)
-                    ),
-                    use_cache=True,
-                    logits_to_keep=1,
-                )
-                first = _pick(res.logits[:, -1, :].float(), temperature, top_p, generator)
-                if cache is None:
-                    cache, mask, pos, nxt = res.past_key_values, new_mask, new_pos[:, -1:], first
-                else:
-                    mask = _merge_left_padded(cache, mask, res.past_key_values, new_mask)
-                    pos = torch.cat([pos, new_pos[:, -1:]])
-                    nxt = torch.cat([nxt, first])
-                n_old = len(alive)
-                alive += rows
-                keep = list(range(n_old)) + [
-                    n_old + j
-                    for j, (r, t) in enumerate(zip(rows, first.tolist(), strict=True))
-                    if not finish(r, t)
-                ]
-            else:
-                mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
-                pos = pos + 1
-                res = model(
-                    input_ids=nxt[:, None],
-                    attention_mask=mask,
-                    position_ids=pos,
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-                cache = res.past_key_values
-                nxt = _pick(res.logits[:, -1, :].float(), temperature, top_p, generator)
-                keep = [j for j, t in enumerate(nxt.tolist()) if not finish(alive[j], t)]
-            if len(keep) < len(alive):
-                idx = torch.tensor(keep, dtype=torch.long, device=device)
-                alive = [alive[j] for j in keep]
-                if not alive:
-                    cache = None
-                    continue
-                cache.batch_select_indices(idx)
-                mask, pos, nxt = mask[idx], pos[idx], nxt[idx]
-                # Columns that are padding in every remaining row cost attention and memory.
-                lead = int(mask.any(0).long().argmax())
-                if lead > 0:
-                    mask = mask[:, lead:]
-                    for layer in cache.layers:
-                        layer.keys = layer.keys[..., lead:, :]
-                        layer.values = layer.values[..., lead:, :]
-    return out
-
-
-def common_prefix(prompts: Sequence[Sequence[int]]) -> int:
-    """Length of the head all prompts share, leaving every prompt at least one token of its own."""
-    if not prompts:
-        return 0
-    first, n = prompts[0], min(len(p) for p in prompts) - 1
-    for p in prompts[1:]:
-        n = next((i for i in range(n) if p[i] != first[i]), n)
-    return max(n, 0)
-
-
-def _merge_left_padded(cache: Any, mask: Any, new_cache: Any, new_mask: Any) -> Any:
-    """Append new_cache's rows to cache in place, left-padding both to one length; return the mask."""
-    import torch
-    import torch.nn.functional as F
-
-    width = max(mask.shape[1], new_mask.shape[1])
-
-    def lpad(x: Any) -> Any:
-        return F.pad(x, (0, 0, width - x.shape[-2], 0))
-
-    for old, new in zip(cache.layers, new_cache.layers, strict=True):
-        old.keys = torch.cat([lpad(old.keys), lpad(new.keys)])
-        old.values = torch.cat([lpad(old.values), lpad(new.values)])
-    return torch.cat(
-        [F.pad(mask, (width - mask.shape[1], 0)), F.pad(new_mask, (width - new_mask.shape[1], 0))]
-    )
-
-
-def _pick(logits: Any, temperature: float, top_p: float, generator: Any) -> Any:
-    """Greedy when temperature is 0, else nucleus sampling from the tempered distribution."""
-    import torch
-
-    if temperature <= 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
-        drop = sorted_p.cumsum(-1) - sorted_p >= top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
 class HFBackend:
     """Batched transformers generation: left padding, length-sorted batches, stop strings.
 
@@ -298,10 +132,11 @@ class HFBackend:
         )
         self.stop_loops = stop_loops
         self.tok.padding_side = "left"
+        # Tokens this backend paid for, over all its calls (see decoding.decode).
+        self.tokens: Counter = Counter()
 
     def generate(self, prompts: Sequence[Prompt], cfg: SamplingCfg) -> list[list[Completion]]:
         """Return cfg.n completions for each prompt, in the prompts' order."""
-        import torch
         from tqdm import tqdm
 
         encoded = [
@@ -314,10 +149,6 @@ class HFBackend:
         )
         eos = self.tok.eos_token_id
         ids = [encoded[i] for i, _ in requests]
-        gen = None
-        if cfg.temperature > 0:
-            gen = torch.Generator(device=self.model.device)
-            gen.manual_seed(cfg.seed)
         bar = tqdm(total=len(requests), desc="generate", unit="seq", disable=not self.progress)
         rows = decode_continuous(
             self.model,
@@ -329,8 +160,9 @@ class HFBackend:
             stopped=self._stop_check(cfg.stop),
             temperature=cfg.temperature,
             top_p=cfg.top_p,
-            generator=gen,
+            seed=cfg.seed,
             on_done=lambda _: bar.update(1),
+            stats=self.tokens,
         )
         results: dict[tuple[int, int], Completion] = {}
         for row, req in zip(rows, requests, strict=True):
@@ -347,23 +179,25 @@ class HFBackend:
         return [[results[(i, k)] for k in range(cfg.n)] for i in range(len(encoded))]
 
     def _stop_check(self, stop: Sequence[str]) -> Any:
-        """A test on a row's tokens so far: a stop string written, or (stop_loops) a loop."""
-        if not stop and not self.stop_loops:
-            return None
-        # A stop string spans at most this many tokens, plus slack for merges at its edges.
-        span = max((len(self.tok(s, add_special_tokens=False).input_ids) for s in stop), default=0)
-        span += 2
+        return stop_check(self.tok, stop, self.stop_loops)
 
-        def stopped(tokens: list[int]) -> bool:
-            if stop:
-                tail = self.tok.decode(tokens[-span:], skip_special_tokens=False)
-                if any(s in tail for s in stop):
-                    return True
-            return (
-                self.stop_loops and len(tokens) % LOOP_CHECK_EVERY == 0 and repeating_tail(tokens)
-            )
 
-        return stopped
+def stop_check(tok: Any, stop: Sequence[str], stop_loops: bool) -> Any:
+    """A test on a row's tokens so far: a stop string written, or (stop_loops) a loop."""
+    if not stop and not stop_loops:
+        return None
+    # A stop string spans at most this many tokens, plus slack for merges at its edges.
+    span = max((len(tok(s, add_special_tokens=False).input_ids) for s in stop), default=0)
+    span += 2
+
+    def stopped(tokens: list[int]) -> bool:
+        if stop:
+            tail = tok.decode(tokens[-span:], skip_special_tokens=False)
+            if any(s in tail for s in stop):
+                return True
+        return stop_loops and len(tokens) % LOOP_CHECK_EVERY == 0 and repeating_tail(tokens)
+
+    return stopped
 
 
 class VLLMBackend:

@@ -71,3 +71,39 @@ def accuracy_vs_length(table: Any, path: Path | None = None) -> Any:
         title="Accuracy vs. thought length",
     )
     return _save(fig, path)
+
+
+def pass_at_k(curves: dict[Any, list[float]], path: Path | None = None) -> Any:
+    """pass@k (the share of problems solved within k attempts) against k, one line per label."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for label, curve in curves.items():
+        ks = list(range(1, len(curve) + 1))
+        ax.plot(ks, [100 * c for c in curve], marker="o", ms=3, label=str(label))
+    ax.set(xlabel="attempts k", ylabel="pass@k (%)", title="Exploration: solved within k attempts")
+    ax.set_ylim(0, 100)
+    if curves:
+        ax.legend(title="iteration", fontsize=8)
+    return _save(fig, path)
+
+
+def dpo_margins(curves: dict[str, list[tuple[int, float]]], path: Path | None = None) -> Any:
+    """DPO's reward margin (chosen minus rejected) by step, one line per variant."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for name, points in curves.items():
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o", ms=3, label=name)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set(xlabel="step", ylabel="reward margin", title="DPO: chosen minus rejected reward")
+    if curves:
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def accuracy_by_iteration(table: Any, path: Path | None = None) -> Any:
+    """Accuracy per benchmark against the explore iteration (0: the first-round model)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    if len(table):
+        sns.lineplot(data=table, x="iteration", y="accuracy", hue="benchmark", marker="o", ax=ax)
+        ax.set_xticks(sorted(table["iteration"].unique()))
+    ax.set(xlabel="explore iteration", ylabel="accuracy (%)", title="Accuracy by iteration")
+    return _save(fig, path)

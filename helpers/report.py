@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import atomic_write_text, read_json
-from .tables import COLUMNS, PAPER_ROWS, bootstrap_ci, write_table
+from .stats import mcnemar, paired_bootstrap
+from .tables import COLUMNS, PAPER_ROWS, write_table
 
 # The paper's comparisons, as (better row, worse row, what it shows), checked on our run.
 CLAIMS = [
@@ -15,6 +16,15 @@ CLAIMS = [
     ("t2_sft_large", "t2_sft_small", "more distilled data helps"),
     ("t3_no_other", "t3_no_hard", "hard problems help"),
     ("t3_mixed", "t3_no_other", "other domains help"),
+    ("t2_explore_1", "t2_sft_small", "explore + SFT, iteration 1"),
+    ("t2_explore_2", "t2_sft_small", "explore + SFT, iteration 2"),
+    ("t2_explore_3", "t2_sft_small", "explore + SFT, iteration 3"),
+    ("t2_dpo_small", "t2_sft_small", "explore + DPO, fewer pairs"),
+    ("t2_dpo_large", "t2_sft_small", "explore + DPO, more pairs"),
+    ("t4_thought", "t4_full", "DPO on the thought only (no SFT loss)"),
+    ("t4_thought_sft", "t4_full_sft", "DPO on the thought only (SFT loss)"),
+    ("t4_full_sft", "t4_full", "the SFT loss (thought + solution)"),
+    ("t4_thought_sft", "t4_thought", "the SFT loss (thought only)"),
 ]
 
 
@@ -49,69 +59,105 @@ def long_accuracy(profile: Any, summaries: dict[str, dict], words: dict[str, flo
     return pd.DataFrame(rows, columns=["variant", "benchmark", "accuracy", "thought_words"])
 
 
+EFFECT_COLUMNS = [
+    "claim",
+    "comparison",
+    "benchmark",
+    "ours",
+    "95% CI (paired)",
+    "only a / only b",
+    "McNemar p",
+    "paper",
+    "same sign",
+]
+
+
 def effects(profile: Any, summaries: dict[str, dict]) -> Any:
-    """For each of the paper's comparisons: our difference, the paper's, and whether they agree."""
+    """Each of the paper's comparisons on our run, tested on the same problems.
+
+    ours: accuracy difference (points) of the first variant minus the second; its 95% paired
+    bootstrap interval; the problems only one of the two solves; McNemar's exact p-value.
+    """
     import pandas as pd
 
     variant_of = {r: v.name for v in profile.variants for r in v.paper_rows}
     rows = []
     for better, worse, claim in CLAIMS:
         a, b = summaries.get(variant_of.get(better, "")), summaries.get(variant_of.get(worse, ""))
-        if a is None or b is None:
+        if a is None or b is None or variant_of[better] == variant_of[worse]:
             continue
         for bench, bcfg in profile.benchmarks.items():
             if bench not in a["benchmarks"] or bench not in b["benchmarks"]:
                 continue
             col = COLUMNS[bcfg.kind]
-            ours = a["benchmarks"][bench]["accuracy"] - b["benchmarks"][bench]["accuracy"]
+            ca, cb = a["benchmarks"][bench]["correct"], b["benchmarks"][bench]["correct"]
+            diff, lo, hi = paired_bootstrap(ca, cb)
+            only_a, only_b, p = mcnemar(ca, cb)
             paper = PAPER_ROWS[better][col] - PAPER_ROWS[worse][col]
-            lo_a, hi_a = bootstrap_ci(a["benchmarks"][bench]["correct"])
-            lo_b, hi_b = bootstrap_ci(b["benchmarks"][bench]["correct"])
-            separated = lo_a > hi_b or lo_b > hi_a
             rows.append(
                 {
                     "claim": claim,
                     "comparison": f"{variant_of[better]} - {variant_of[worse]}",
                     "benchmark": col,
-                    "ours": round(ours, 1),
+                    "ours": round(diff, 1),
+                    "95% CI (paired)": f"[{lo:.1f}, {hi:.1f}]",
+                    "only a / only b": f"{only_a} / {only_b}",
+                    "McNemar p": round(p, 3),
                     "paper": round(paper, 1),
-                    "same sign": (ours > 0) == (paper > 0) if ours and paper else ours == paper,
-                    "intervals separate": separated,
+                    "same sign": (diff > 0) == (paper > 0) if diff and paper else diff == paper,
                 }
             )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "claim",
-            "comparison",
-            "benchmark",
-            "ours",
-            "paper",
-            "same sign",
-            "intervals separate",
-        ],
-    )
+    return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
 
 
-def stage_timings(rdir: Path) -> Any:
-    """One row per finished execution of the run: stage, variant, seconds, start, from manifests."""
+TOKEN_COLUMNS = {
+    "prefill": "prefill",
+    "prefill_padding": "prefill pad",
+    "shared_prefill": "prefill shared",
+    "decode": "generated",
+    "train": "trained",
+    "train_padding": "train pad",
+}
+
+
+def stage_timings(rdir: Path, profile: Any = None) -> Any:
+    """One row per finished execution: stage, variant, minutes, and the tokens it paid for.
+
+    Minutes come from the manifests; tokens from the artifact each stage's record names
+    (`tokens_at` in helpers/stages.py): prefill and decode of generation, trained tokens and
+    padding of training, in thousands.
+    """
     import pandas as pd
 
+    from .stages import BY_NAME
+
+    variants = {v.name: v for v in profile.variants} if profile is not None else {}
     rows = []
     for path in sorted((Path(rdir) / "manifests").glob("*.json")):
         m = read_json(path)
-        rows.append(
-            {
-                "stage": m.get("stage"),
-                "variant": m.get("variant") or "",
-                "status": m.get("status"),
-                "minutes": round(float(m.get("seconds") or 0) / 60, 1),
-                "start": m.get("start"),
-            }
-        )
-    rows = [r for r in rows if r["status"] != "running"]
-    df = pd.DataFrame(rows, columns=["stage", "variant", "status", "minutes", "start"])
-    return df.sort_values("start").reset_index(drop=True)
+        # .digests.json (the runner's hash cache) sits beside the manifests and has no stage
+        if m.get("status") == "running" or "stage" not in m:
+            continue
+        row = {
+            "stage": m.get("stage"),
+            "variant": m.get("variant") or "",
+            "status": m.get("status"),
+            "minutes": round(float(m.get("seconds") or 0) / 60, 1),
+            "start": m.get("start"),
+        }
+        st = BY_NAME.get(row["stage"])
+        v = variants.get(row["variant"])
+        if st is not None and st.tokens_at is not None and (v is not None or not row["variant"]):
+            src = Path(rdir) / st.tokens_at(profile, v)
+            tokens = read_json(src).get("tokens", {}) if src.exists() else {}
+            for key, col in TOKEN_COLUMNS.items():
+                if tokens.get(key):
+                    row[col] = round(tokens[key] / 1000, 1)
+        rows.append(row)
+    cols = ["stage", "variant", "status", "minutes", *TOKEN_COLUMNS.values(), "start"]
+    df = pd.DataFrame(rows, columns=cols)
+    empty = [c for c in TOKEN_COLUMNS.values() if df[c].isna().all()]
+    return df.drop(columns=empty).sort_values("start").reset_index(drop=True)
 
 
 def data_summary(rdir: Path) -> list[str]:
@@ -138,6 +184,100 @@ def data_summary(rdir: Path) -> list[str]:
             )
         lines.append("")
     return lines
+
+
+def data_sizes(profile: Any, rdir: Path) -> dict[str, dict[str, int]]:
+    """Per variant, the data it trained on: distilled demonstrations, explored ones, DPO pairs."""
+    rdir = Path(rdir)
+    stats_path = rdir / "mix" / "stats.json"
+    mixes = {m["mixture"]: m["size"] for m in read_json(stats_path)} if stats_path.exists() else {}
+    by_name = {v.name: v for v in profile.variants}
+    out: dict[str, dict[str, int]] = {}
+    for v in profile.variants:
+        sizes: dict[str, int] = {}
+        base = by_name.get(v.init) if v.kind == "dpo" else v
+        if base is not None and base.mixture in mixes:
+            sizes["distill"] = mixes[base.mixture]
+        if v.explore_iteration:
+            summ = rdir / "explore" / f"iter{v.explore_iteration}" / "summary.json"
+            if summ.exists():
+                sizes["explore"] = read_json(summ)["selected"]
+        if v.kind == "dpo":
+            summ = rdir / "models" / v.name / "train_summary.json"
+            if summ.exists():
+                sizes["explore"] = read_json(summ)["pairs"]
+        out[v.name] = sizes
+    return out
+
+
+def explore_summaries(rdir: Path) -> list[dict[str, Any]]:
+    """Each exploration iteration's summary.json, in order."""
+    paths = sorted(
+        (Path(rdir) / "explore").glob("iter*/summary.json"),
+        key=lambda p: int(p.parent.name.removeprefix("iter")),
+    )
+    return [read_json(p) for p in paths]
+
+
+def explore_table(rdir: Path) -> Any:
+    """Per iteration: who explored, problems solved, rollouts, tokens, and the saving against
+    drawing the full number of rollouts for every problem."""
+    import pandas as pd
+
+    rows = []
+    for s in explore_summaries(rdir):
+        st = s["stats"]
+        rows.append(
+            {
+                "iteration": s["iteration"],
+                "explorer": s["explorer"],
+                "problems": st["problems"],
+                "solved": st["solved"],
+                "pass@1 %": round(100 * st["pass_at_k"][0], 1),
+                f"pass@{len(st['pass_at_k'])} %": round(100 * st["pass_at_k"][-1], 1),
+                "rollouts": st["rollouts"],
+                "tokens": st["tokens"],
+                "tokens at fixed rollouts": st["fixed_rollouts_tokens"],
+                "saved %": round(100 * (1 - st["tokens"] / max(st["fixed_rollouts_tokens"], 1)), 1),
+                "selected": s["selected"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def accuracy_by_iteration(profile: Any, summaries: dict[str, dict]) -> Any:
+    """Accuracy per benchmark against the explore iteration (0: the first-round model)."""
+    import pandas as pd
+
+    start = profile.explore.start if profile.explore else None
+    its = {v.name: v.explore_iteration for v in profile.variants if v.explore_iteration}
+    if start:
+        its[start] = 0
+    rows = [
+        {
+            "iteration": it,
+            "benchmark": f"{b} ({COLUMNS[profile.benchmarks[b].kind]})",
+            "accuracy": summaries[name]["benchmarks"][b]["accuracy"],
+        }
+        for name, it in its.items()
+        if name in summaries
+        for b in summaries[name]["benchmarks"]
+        if b in profile.benchmarks
+    ]
+    return pd.DataFrame(rows, columns=["iteration", "benchmark", "accuracy"])
+
+
+def dpo_histories(profile: Any, rdir: Path) -> dict[str, list[tuple[int, float]]]:
+    """The reward margins logged while each DPO variant trained."""
+    from .artifacts import read_jsonl
+    from .dpo import margins
+
+    out = {}
+    for v in profile.variants:
+        log = Path(rdir) / "models" / v.name / "train_log.jsonl"
+        if v.kind == "dpo" and log.exists():
+            out[v.name] = margins(read_jsonl(log))
+    return out
 
 
 def write_report(
@@ -186,45 +326,65 @@ def write_report(
                 f"{m['mean_tokens']:.0f} | {m['truncation_rate']:.1f} |"
             )
     for name, df in tabs.items():
-        lines += ["", f"## {name.replace('table', 'Table ')}", "", df.to_markdown(index=False)]
+        if len(df):
+            lines += ["", f"## {name.replace('table', 'Table ')}", "", df.to_markdown(index=False)]
     eff = effects(profile, summaries)
     if len(eff):
         lines += [
             "",
             "## Effects: the paper's comparisons on this run",
             "",
-            "Differences in accuracy points (ours and the paper's); 'intervals separate' says "
-            "whether the two 95% bootstrap intervals do not overlap, a conservative test.",
+            "Differences in accuracy points, ours and the paper's, on the same problems: a 95% "
+            "paired bootstrap interval of our difference, the problems only the first or only "
+            "the second variant solves, and McNemar's exact p-value. One training seed each.",
             "",
             eff.to_markdown(index=False),
         ]
     data = data_summary(rdir)
     if data:
         lines += ["", "## Imitation data", "", *data]
-    timings = stage_timings(rdir)
+    explored = explore_table(rdir)
+    if len(explored):
+        lines += [
+            "",
+            "## Exploration",
+            "",
+            "Per iteration: the model that explored, problems solved (a problem stops at its "
+            "first correct rollout), pass@1 and pass@k as the share solved within k attempts, "
+            "and the tokens spent against drawing every problem's full number of rollouts.",
+            "",
+            explored.to_markdown(index=False),
+        ]
+    timings = stage_timings(rdir, profile)
     if len(timings):
         total = timings["minutes"].sum()
         lines += [
             "",
             "## Where the time goes",
             "",
-            f"Wall time of each finished execution, {total:.0f} minutes in all:",
+            f"Wall time of each finished execution, {total:.0f} minutes in all, and the tokens "
+            "it paid for in thousands (prefill: prompt tokens computed, pad: padding computed, "
+            "shared: prompt rows copied from an identical prompt instead, generated: decoded "
+            "tokens, trained: training tokens):",
             "",
             timings.to_markdown(index=False),
         ]
-    lines += [
-        "",
-        "## Figures",
-        "",
-        "![accuracy](figures/accuracy.png)",
-        "",
-        "![accuracy vs thought length](figures/accuracy_vs_thought_length.png)",
-        "",
-    ]
+    lines += ["", "## Figures", ""]
+    for name, title in FIGURES:
+        if (rdir / "figures" / name).exists():
+            lines += [f"![{title}](figures/{name})", ""]
     path = rdir / "REPORT.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
+
+FIGURES = [
+    ("accuracy.png", "accuracy"),
+    ("accuracy_vs_thought_length.png", "accuracy vs thought length"),
+    ("pass_at_k.png", "pass@k by explore iteration"),
+    ("accuracy_by_iteration.png", "accuracy by explore iteration"),
+    ("dpo_margins.png", "DPO reward margins"),
+]
 
 # What a committed reference run keeps (no models, no raw responses): (source, destination).
 PUBLISHED = [
@@ -238,6 +398,8 @@ PUBLISHED = [
     ("unify/filter_report.json", "data/filter_report.json"),
     ("unify/completer/train_summary.json", "data/completer_summary.json"),
     ("mix/stats.json", "data/mixture_stats.json"),
+    ("explore/iter*/summary.json", "data/explore_{variant}.json"),
+    ("dpo/pairs.jsonl", "data/dpo_pairs.jsonl"),
 ]
 
 
@@ -251,6 +413,8 @@ def publish(rdir: Path, dest: Path, profile_path: Path) -> list[Path]:
     written = []
     for pattern, target in PUBLISHED:
         for src in sorted(rdir.glob(pattern)):
+            if src.name.startswith("."):  # the runner's own caches, not results
+                continue
             if target.endswith("/"):
                 out = dest / target / src.name
             else:

@@ -289,11 +289,21 @@ def _kernel_manager(log_path: Path) -> type:
     The log: a kernel's own messages (a traceback while it is shut down after Ctrl-C, say)
     belong beside its executed notebook, not in the runner's terminal.
     """
+    import atexit
+    import shutil
+    import tempfile
+
     from jupyter_client.manager import AsyncKernelManager
+
+    # The sockets are files named after `ip`, relative to the kernel's working directory (the
+    # repository) by default: a killed run left them there. A private folder instead.
+    sockets = Path(tempfile.mkdtemp(prefix="still-kernels-"))
+    atexit.register(shutil.rmtree, sockets, ignore_errors=True)
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
             kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(sockets / "kernel"))
             super().__init__(**kwargs)
 
         async def start_kernel(self, **kw: Any) -> None:

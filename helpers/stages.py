@@ -39,6 +39,8 @@ class Stage:
     writes: Callable[[Any, Any], list[str]] = lambda profile, v: []
     reads_doc: str = ""
     writes_doc: str = ""
+    # The artifact (JSON) whose "tokens" field counts what the execution spent, if any.
+    tokens_at: Callable[[Any, Any], str] | None = None
 
 
 def _model(profile: Any, name: str) -> list[str]:
@@ -46,7 +48,7 @@ def _model(profile: Any, name: str) -> list[str]:
     return [] if kind == "backbone" else [f"models/{name}"]
 
 
-def _explorer(profile: Any, v: Any) -> str:
+def explorer(profile: Any, v: Any) -> str:
     """The model that explores for variant v: the previous iteration's, or the first-round one."""
     if v.explore_iteration == 1:
         return profile.explore.start
@@ -85,6 +87,7 @@ STAGES: tuple[Stage, ...] = (
         writes=lambda p, v: ["unify/demos.jsonl", "unify/filter_report.json"],
         reads_doc="responses",
         writes_doc="`unify/demos.jsonl`, `unify/filter_report.json`",
+        tokens_at=lambda p, v: "unify/filter_report.json",
     ),
     Stage(
         "mix",
@@ -110,33 +113,43 @@ STAGES: tuple[Stage, ...] = (
         writes=lambda p, v: [f"models/{v.name}"],
         reads_doc="a mixture (+ explored data)",
         writes_doc="`models/<variant>/`",
+        tokens_at=lambda p, v: f"models/{v.name}/train_summary.json",
     ),
     Stage(
         "explore",
         "05_explore.ipynb",
         "rollouts on hard problems until solved; the global pool; selection",
-        ("seed", "backbone", "prompt_file", "generation", "benchmarks", "pools", "explore"),
+        ("seed", "backbone", "prompt_file", "generation", "benchmarks", "explore"),
         per_variant=lambda v: v.kind == "sft" and v.explore_iteration > 0,
         runs_doc="per explore iteration",
-        reads=lambda p, v: _model(p, _explorer(p, v)) + _explored(p, v.explore_iteration - 1),
+        reads=lambda p, v: (
+            [
+                *_model(p, explorer(p, v)),
+                "collect/problems.jsonl",
+                *_explored(p, v.explore_iteration - 1),
+            ]
+        ),
         writes=lambda p, v: [
             f"explore/iter{v.explore_iteration}/pool.jsonl",
             f"explore/iter{v.explore_iteration}/selected.jsonl",
+            f"explore/iter{v.explore_iteration}/summary.json",
         ],
         reads_doc="the previous iteration's model, the pool so far",
-        writes_doc="`explore/iter<i>/pool.jsonl`, `selected.jsonl`",
+        writes_doc="`explore/iter<i>/pool.jsonl`, `selected.jsonl`, `summary.json`",
+        tokens_at=lambda p, v: f"explore/iter{v.explore_iteration}/summary.json",
     ),
     Stage(
         "dpo",
         "06_dpo.ipynb",
         "pairs from the pool; DPO from the first-round model, optionally thought only",
-        ("seed", "backbone", "prompt_file", "explore", "dpo"),
+        ("seed", "backbone", "prompt_file", "generation", "benchmarks", "explore", "dpo"),
         per_variant=lambda v: v.kind == "dpo",
         runs_doc="per DPO variant",
-        reads=lambda p, v: _model(p, v.init) + _explored(p),
+        reads=lambda p, v: [*_model(p, v.init), "collect/problems.jsonl", *_explored(p)],
         writes=lambda p, v: [f"models/{v.name}"],
         reads_doc="the pool, the first-round model",
         writes_doc="`models/<variant>/`",
+        tokens_at=lambda p, v: f"models/{v.name}/train_summary.json",
     ),
     Stage(
         "evaluate",
@@ -149,6 +162,7 @@ STAGES: tuple[Stage, ...] = (
         writes=lambda p, v: [f"eval/{v.name}/summary.json"],
         reads_doc="a model, the benchmarks",
         writes_doc="`eval/<variant>/<benchmark>.jsonl`, `summary.json`",
+        tokens_at=lambda p, v: f"eval/{v.name}/summary.json",
     ),
     Stage(
         "analyse",

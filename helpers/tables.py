@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
 from .artifacts import read_json
+from .stats import bootstrap_ci
 
 # Paper numbers (accuracy %), from shared/reference/paper-facts.md.
 COLUMNS = {"normal": "MATH-OAI", "hard": "AIME", "other": "GPQA"}
@@ -25,6 +25,69 @@ PAPER_ROWS: dict[str, dict[str, Any]] = {
         "MATH-OAI": 86.0,
         "AIME": 33.3,
         "GPQA": 48.0,
+    },
+    "t2_explore_1": {
+        "table": 2,
+        "label": "w/ SFT, distill 1.1k + explore 0.7k",
+        "MATH-OAI": 87.1,
+        "AIME": 40.0,
+        "GPQA": 49.0,
+    },
+    "t2_explore_2": {
+        "table": 2,
+        "label": "w/ SFT, distill 1.1k + explore 1.6k",
+        "MATH-OAI": 87.4,
+        "AIME": 46.7,
+        "GPQA": 53.0,
+    },
+    "t2_explore_3": {
+        "table": 2,
+        "label": "w/ SFT, distill 1.1k + explore 1.8k",
+        "MATH-OAI": 89.8,
+        "AIME": 40.0,
+        "GPQA": 56.1,
+    },
+    "t2_dpo_small": {
+        "table": 2,
+        "label": "w/ SFT & DPO, distill 1.1k + pairs 0.3k",
+        "MATH-OAI": 87.2,
+        "AIME": 30.0,
+        "GPQA": 49.5,
+    },
+    "t2_dpo_large": {
+        "table": 2,
+        "label": "w/ SFT & DPO, distill 1.1k + pairs 1.0k",
+        "MATH-OAI": 85.4,
+        "AIME": 46.7,
+        "GPQA": 51.0,
+    },
+    "t4_full": {
+        "table": 4,
+        "label": "Thought + Solution, no SFT loss",
+        "MATH-OAI": 86.2,
+        "AIME": 33.3,
+        "GPQA": 52.5,
+    },
+    "t4_full_sft": {
+        "table": 4,
+        "label": "Thought + Solution, SFT loss",
+        "MATH-OAI": 87.2,
+        "AIME": 26.7,
+        "GPQA": 43.9,
+    },
+    "t4_thought": {
+        "table": 4,
+        "label": "Thought, no SFT loss",
+        "MATH-OAI": 85.4,
+        "AIME": 46.7,
+        "GPQA": 51.0,
+    },
+    "t4_thought_sft": {
+        "table": 4,
+        "label": "Thought, SFT loss",
+        "MATH-OAI": 87.6,
+        "AIME": 33.3,
+        "GPQA": 50.5,
     },
     "t3_no_hard": {
         "table": 3,
@@ -51,16 +114,6 @@ PAPER_ROWS: dict[str, dict[str, Any]] = {
         "GPQA": 56.1,
     },
 }
-
-
-def bootstrap_ci(correct: list[int], n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% bootstrap interval of an accuracy (in %)."""
-    if not correct:
-        return (0.0, 0.0)
-    rng = random.Random(seed)
-    n = len(correct)
-    stats = sorted(100.0 * sum(rng.choices(correct, k=n)) / n for _ in range(n_boot))
-    return stats[int(0.025 * n_boot)], stats[int(0.975 * n_boot) - 1]
 
 
 def gain(acc: float, backbone: float) -> float | None:
@@ -90,8 +143,13 @@ def build_table(
     profile: Any,
     summaries: dict[str, dict],
     thought_words: dict[str, float] | None = None,
+    data_sizes: dict[str, dict[str, int]] | None = None,
 ) -> Any:
-    """One of the paper's tables: our accuracy [95% CI], the paper's, and gains over backbone."""
+    """One of the paper's tables: our accuracy [95% CI], the paper's, and gains over backbone.
+
+    Table 2 also gives each variant's data (distilled demonstrations, and explored trajectories
+    or DPO pairs) as `data_sizes` provides them; Table 3 the mixtures' thought lengths.
+    """
     import pandas as pd
 
     cols = kind_columns(profile)
@@ -105,6 +163,10 @@ def build_table(
                 continue
             row: dict[str, Any] = {"setting": paper["label"], "variant": v.name}
             s = summaries.get(v.name)
+            if table == 2:
+                sizes = (data_sizes or {}).get(v.name, {})
+                row["distill"] = str(sizes["distill"]) if "distill" in sizes else "-"
+                row["explore"] = str(sizes["explore"]) if "explore" in sizes else "-"
             if table == 3:
                 row["thought words (ours)"] = (thought_words or {}).get(v.name)
                 row["thought tokens (paper)"] = paper["thought"]
@@ -124,7 +186,7 @@ def build_table(
                         pg = gain(paper_acc, PAPER_ROWS["t2_backbone"][col])
                         row[f"{col} gain paper"] = round(pg, 1) if pg is not None else None
                 row[f"{col} paper"] = paper_acc
-            if table == 3:
+            if table in (3, 4):
                 row["Avg. ours"] = round(sum(ours_all) / len(ours_all), 1) if ours_all else None
                 row["Avg. paper"] = round(sum(paper[c] for c in cols.values()) / len(cols), 1)
             rows.append(row)

@@ -60,15 +60,18 @@ FAMILIES: dict[str, Family] = {
     "fractions": Family(
         "fraction_simplification", dict(max_value=30, max_factor=10, styles=("plain",))
     ),
-    # hard math (AIME-like): search problems and long chains that need long thought
+    # hard math (AIME-like): search problems and long chains that need long thought. Sized so
+    # that the first-round model solves some of them sometimes (exploration needs something to
+    # find): three small numbers for countdown, where a random valid expression hits about one
+    # time in twenty; the 24 game's four numbers are the hardest rung.
     "countdown": Family(
         "countdown",
-        dict(min_numbers=3, max_numbers=4, max_value=30, min_target=20, max_target=200),
+        dict(min_numbers=3, max_numbers=3, max_value=10, min_target=10, max_target=50),
         difficulty="hard",
     ),
     "puzzle24": Family("puzzle24", {}, difficulty="hard"),
     "long_chain": Family(
-        "chain_sum", dict(min_terms=6, max_terms=8, min_digits=2, max_digits=3), difficulty="hard"
+        "chain_sum", dict(min_terms=4, max_terms=5, min_digits=2, max_digits=2), difficulty="hard"
     ),
     # other domains (GPQA-like): logic and puzzles
     "knights_knaves": Family("knights_knaves", dict(n_people=2), "logic", "normal", True),

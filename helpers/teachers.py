@@ -42,7 +42,11 @@ class Voice:
         return self.rng.choice(options)
 
     def restate(self, q: str) -> str:
-        first = q.strip().split("\n")[0]
+        # The first sentence, not the whole question: copying a long question (a logic puzzle's
+        # paragraph) into every thought cost training and generation tokens and taught nothing.
+        line = q.strip().split("\n")[0]
+        cut = re.search(r"[.?!](?=\s|$)", line)
+        first = line[: cut.end()] if cut else line
         return (
             self.pick(
                 "Let me restate the problem: ",
@@ -264,82 +268,64 @@ def solve_fraction(num: int, den: int, voice: Voice) -> Work:
 # --------------------------------------------------------------------------- search problems
 
 
-def _search(
-    nums: list[Fraction],
-    exprs: list[str],
-    target: Fraction,
-    trail: list[str],
-    fails: list[list[str]],
-    max_fails: int,
-) -> list[str] | None:
-    """Depth-first search over pairs; remember failed complete attempts as dead ends."""
-    if len(nums) == 1:
-        if nums[0] == target:
-            return [*trail, f"RESULT {exprs[0]}"]
-        if len(fails) < max_fails:
-            fails.append([*trail, f"gives {_fmt(nums[0])}, not {_fmt(target)}"])
-        return None
-    for i, j in itertools.permutations(range(len(nums)), 2):
-        for op in "+-*/":
-            if op in "+*" and i > j:
-                continue
-            r = _apply(nums[i], op, nums[j])
-            if r is None or r < 0 or r.denominator != 1:
-                continue
-            rest = [n for k, n in enumerate(nums) if k not in (i, j)]
-            rexp = [e for k, e in enumerate(exprs) if k not in (i, j)]
-            step = f"{_fmt(nums[i])} {op} {_fmt(nums[j])} = {_fmt(r)}"
-            found = _search(
-                [*rest, r],
-                [*rexp, f"({exprs[i]} {op} {exprs[j]})"],
-                target,
-                [*trail, step],
-                fails,
-                max_fails,
-            )
-            if found:
-                return found
-    return None
+def candidates(numbers: list[int]) -> list[tuple[str, Fraction, list[str]]]:
+    """Every expression using each number once with + - * /, whose every step is a whole
+    number >= 0: (text, value, the steps that compute it), in a fixed order."""
+    out: list[tuple[str, Fraction, list[str]]] = []
+    seen: set[str] = set()
+
+    def build(items: list[tuple[str, Fraction, list[str], bool]]) -> None:
+        if len(items) == 1:
+            text, value, steps, _ = items[0]
+            text = text[1:-1] if text.startswith("(") and text.endswith(")") else text
+            if text not in seen:
+                seen.add(text)
+                out.append((text, value, steps))
+            return
+        for i, j in itertools.permutations(range(len(items)), 2):
+            (ta, va, sa, _), (tb, vb, sb, _) = items[i], items[j]
+            for op in "+-*/":
+                if op in "+*" and i > j:
+                    continue
+                r = _apply(va, op, vb)
+                if r is None or r < 0 or r.denominator != 1:
+                    continue
+                rest = [it for k, it in enumerate(items) if k not in (i, j)]
+                step = f"{_fmt(va)} {op} {_fmt(vb)} = {_fmt(r)}"
+                build([*rest, (f"({ta} {op} {tb})", r, [*sa, *sb, step], True)])
+
+    build([(str(n), Fraction(n), [], False) for n in numbers])
+    return out
 
 
 def solve_search(numbers: list[int], target: int, voice: Voice) -> Work:
-    """Try combinations, hit dead ends, backtrack, until the target is reached."""
-    nums = [Fraction(n) for n in numbers]
-    order = list(range(len(nums)))
-    voice.rng.shuffle(order)  # different rollouts explore in different orders
-    nums = [nums[k] for k in order]
-    fails: list[list[str]] = []
-    found = _search(nums, [str(int(n)) for n in nums], Fraction(target), [], fails, 6)
+    """Guess and check: try whole expressions, compute each, stop at the one that hits."""
+    # A small model cannot search a tree in its head, but it can copy this loop: propose an
+    # expression, compute it step by step, compare with the target. Sampled rollouts then
+    # propose different expressions, so exploration has something to find.
+    found = candidates(numbers)
+    hits = [c for c in found if c[1] == target]
+    misses = [c for c in found if c[1] != target]
     steps = [
         voice.plan(
-            f"combine {', '.join(map(str, numbers))} with + - * / to reach {target}, "
-            "trying options and backing up when one fails"
+            f"try expressions that use {', '.join(map(str, numbers))} once each, compute each "
+            f"one, and stop when one gives {target}"
         )
     ]
-    shown = fails[: voice.rng.randint(2, 5)]
-    for f in shown:
+    for text, value, work in voice.rng.sample(misses, min(len(misses), voice.rng.randint(2, 4))):
         steps.append(
-            voice.pick("Try: ", "Attempt: ", "What about: ")
-            + ", ".join(f[:-1])
-            + f". That {f[-1]}. "
-            + voice.pick(
-                "Dead end, backtrack.", "That fails, so I go back.", "No good; try another order."
-            )
+            f"Try {text}: {', '.join(work)}. {_fmt(value)} is not {target}. "
+            + voice.pick("Try another.", "No good.", "Not it.")
         )
-    if not found:
-        steps.append("None of the combinations I tried works.")
+    if not hits:
+        steps.append("None of the expressions I tried works.")
         return Work(steps, ["No expression found."], "none", {"solved": False})
-    expr = found[-1].removeprefix("RESULT ")
-    if expr.startswith("(") and expr.endswith(")"):
-        expr = expr[1:-1]
+    text, _, work = voice.rng.choice(hits)
+    steps.append(f"Try {text}: {', '.join(work)}. {target} is the target!")
     steps.append(
-        voice.pick("Try: ", "Another idea: ")
-        + ", ".join(found[:-1])
-        + ". "
-        + voice.pick("That reaches the target!", f"That gives {target}. Found it.")
+        f"{voice.check()} {text} uses {', '.join(map(str, numbers))} once each and equals {target}."
     )
-    steps.append(f"{voice.check()} {expr} = {target}, and each number is used once.")
-    return Work(steps, [f"The expression {expr} equals {target}."], expr, {"dead_ends": len(shown)})
+    return Work(steps, [f"The expression {text} equals {target}."], text, {"tries": len(steps) - 3})
 
 
 # --------------------------------------------------------------------------- logic and puzzles

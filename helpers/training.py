@@ -12,13 +12,14 @@ import os
 import subprocess
 import sys
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .artifacts import write_json, write_jsonl
 from .config import TrainCfg
-from .formatting import user_turn
+from .formatting import chat_messages
 from .paths import rel
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def to_conversations(data: list[dict[str, Any]], prompt: str) -> list[dict[str, 
     """Turn demonstrations into TRL prompt/completion conversations (prompt in the user turn)."""
     return [
         {
-            "prompt": [{"role": "user", "content": user_turn(r["question"], prompt)}],
+            "prompt": chat_messages(r["question"], prompt),
             "completion": [{"role": "assistant", "content": r["combined_text"]}],
         }
         for r in data
@@ -112,25 +113,29 @@ def render_training_text(tokenizer: Any, example: dict[str, Any]) -> str:
 def train_sft(spec: SFTSpec) -> dict[str, Any]:
     """Train and save a checkpoint (merged when LoRA) with its log; return a summary."""
     if spec.train.num_gpus > 1:
-        return _launch_distributed(spec)
+        return launch_distributed(
+            "helpers.training", spec.to_json(), Path(spec.out_dir), spec.train
+        )
     return _train(spec)
 
 
-def _launch_distributed(spec: SFTSpec) -> dict[str, Any]:
-    out = Path(spec.out_dir)
+def launch_distributed(
+    module: str, spec_json: dict[str, Any], out: Path, train: TrainCfg
+) -> dict[str, Any]:
+    """Run `python -m module SPEC.json` under accelerate (and DeepSpeed) on every GPU."""
     out.parent.mkdir(parents=True, exist_ok=True)
     spec_path = out.with_name(out.name + ".spec.json")
-    write_json(spec_path, spec.to_json())
-    cmd = ["accelerate", "launch", "--num_processes", str(spec.train.num_gpus)]
-    if spec.train.deepspeed_config:
+    write_json(spec_path, spec_json)
+    cmd = ["accelerate", "launch", "--num_processes", str(train.num_gpus)]
+    if train.deepspeed_config:
         from .config import resolve_path
 
         cmd += [
             "--use_deepspeed",
             "--deepspeed_config_file",
-            str(resolve_path(spec.train.deepspeed_config)),
+            str(resolve_path(train.deepspeed_config)),
         ]
-    cmd += ["-m", "helpers.training", str(spec_path)]
+    cmd += ["-m", module, str(spec_path)]
     log.info("launching: %s", " ".join(cmd))
     subprocess.run(cmd, check=True)
     return json.loads((out / "train_summary.json").read_text())
@@ -183,13 +188,106 @@ def build_trainer(
     with warnings.catch_warnings():  # deprecation chatter from transformers, not ours to fix
         warnings.simplefilter("ignore", FutureWarning)
         cfg = SFTConfig(**args)
-    return SFTTrainer(
+
+    class CompletionLossSFT(SFTTrainer):
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict,
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            return completion_loss(model, inputs, num_items_in_batch)
+
+    trainer = CompletionLossSFT(
         model=model,
         args=cfg,
         train_dataset=Dataset.from_list(examples),
         processing_class=tok,
         peft_config=lora_config(spec.train),
     )
+    count_tokens(trainer)
+    text_progress(trainer)
+    return trainer
+
+
+def text_progress(trainer: Any) -> None:
+    """Show training steps as a text bar when the runner executes the notebook.
+
+    In a kernel the Trainer draws an HTML bar, which the runner (reading the notebook's
+    streams) never sees; by hand the HTML bar stays.
+    """
+    import os
+
+    from transformers.trainer_callback import ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    from .config import SECTIONS_ENV
+
+    if SECTIONS_ENV not in os.environ:
+        return
+    trainer.remove_callback(NotebookProgressCallback)
+    if not any(isinstance(c, ProgressCallback) for c in trainer.callback_handler.callbacks):
+        trainer.add_callback(ProgressCallback)
+
+
+def completion_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) -> Any:
+    """Mean negative log-likelihood of the loss-bearing tokens, with the LM head on those only.
+
+    TRL's fused LM head computes log-probabilities, entropy and top-1 over every position,
+    prompt and padding included, for two logged metrics; with a 49k vocabulary that was about
+    a third of a CPU training step. Here the head sees only the positions whose next token
+    carries loss. The loss is the same quantity (summed over those tokens, divided by their
+    number in the whole accumulated batch).
+    """
+    import torch.nn.functional as F
+    from peft import PeftModel
+
+    causal = model.get_base_model() if isinstance(model, PeftModel) else model
+    labels = inputs["labels"]
+    hidden = causal.model(
+        input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False
+    ).last_hidden_state
+    target = labels[:, 1:]
+    keep = target != -100
+    logits = causal.lm_head(hidden[:, :-1][keep]).float()
+    total = F.cross_entropy(logits, target[keep], reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+    return total / torch_clamp_min(count, 1)
+
+
+def torch_clamp_min(count: Any, low: int) -> Any:
+    """max(count, low) for an int or a tensor (a batch without loss tokens divides by one)."""
+    import torch
+
+    return torch.as_tensor(count).clamp(min=low)
+
+
+def count_tokens(trainer: Any) -> Counter:
+    """Count what training pays for, batch by batch: real tokens, padding, tokens with loss.
+
+    The counts land in `trainer.token_counts` (and in the training summary).
+    """
+    counts: Counter = Counter()
+    collate = trainer.data_collator
+
+    def counting(features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = collate(features)
+        for prefix in ("", "chosen_", "rejected_", "prompt_"):
+            ids = batch.get(f"{prefix}input_ids")
+            if ids is None:
+                continue
+            mask = batch.get(f"{prefix}attention_mask")
+            real = int(mask.sum()) if mask is not None else ids.numel()
+            counts["train"] += real
+            counts["train_padding"] += ids.numel() - real
+        if "labels" in batch:
+            counts["loss"] += int((batch["labels"] != -100).sum())
+        return batch
+
+    trainer.data_collator = counting
+    trainer.token_counts = counts
+    return counts
 
 
 def lora_config(train: TrainCfg) -> Any:
@@ -208,7 +306,13 @@ def lora_config(train: TrainCfg) -> Any:
 
 
 def trl_args(
-    train: TrainCfg, work: Path, seed: int, cuda: bool, bf16: bool, **extra: Any
+    train: TrainCfg,
+    work: Path,
+    seed: int,
+    cuda: bool,
+    bf16: bool,
+    by_length: bool = True,
+    **extra: Any,
 ) -> dict[str, Any]:
     """A profile's training settings as TRL config arguments (SFTConfig and DPOConfig alike)."""
     return dict(
@@ -229,7 +333,7 @@ def trl_args(
         use_cpu=not cuda,
         bf16=bf16,
         # Batches of similar lengths: padding was a large share of CPU training time.
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="group_by_length" if by_length else "random",
         disable_tqdm=False,
         gradient_checkpointing=train.method == "full" and cuda,
         **extra,
@@ -248,39 +352,62 @@ def _loss_tokens(ds: Any) -> int | None:
 def _finish(
     trainer: Any, spec: SFTSpec, tok: Any, out: Path, work: Path, cuda: bool
 ) -> dict[str, Any]:
+    result = trainer.train()
+    return save_trained(
+        trainer,
+        tok,
+        out,
+        work,
+        cuda,
+        spec.train.method,
+        {
+            "model": spec.model,
+            "examples": len(spec.data),
+            "train_loss": result.training_loss,
+            "completion_tokens": _loss_tokens(trainer.train_dataset),
+            "data_ids": [r.get("id") for r in spec.data],
+            "target": spec.target,
+            "spec": spec_key(spec),
+        },
+    )
+
+
+def save_trained(
+    trainer: Any,
+    tok: Any,
+    out: Path,
+    work: Path,
+    cuda: bool,
+    method: str,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """Merge LoRA, save the checkpoint, its training log and summary (with the tokens spent)."""
+    import shutil
+
     import torch
 
     from .models import save_model
 
-    result = trainer.train()
     trained = trainer.model
-    if spec.train.method == "lora":
+    if method == "lora":
         trained = trained.merge_and_unload()
     trained = trained.to(torch.float32) if not cuda else trained
-    if trainer.accelerator.is_main_process:
-        tok.padding_side = "left"
-        save_model(trained, tok, out)
-        history = [h for h in trainer.state.log_history if "loss" in h]
-        write_jsonl(out / "train_log.jsonl", history)
-        n_tokens = _loss_tokens(trainer.train_dataset)
-        summary = {
-            "model": spec.model,
-            "examples": len(spec.data),
-            "method": spec.train.method,
-            "steps": trainer.state.global_step,
-            "train_loss": result.training_loss,
-            "completion_tokens": n_tokens,
-            "data_ids": [r.get("id") for r in spec.data],
-            "target": spec.target,
-            "spec": spec_key(spec),
-        }
-        write_json(out / "train_summary.json", summary)
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
-        log.info("saved %s", rel(out))
-        return summary
-    return {}
+    if not trainer.accelerator.is_main_process:
+        return {}
+    tok.padding_side = "left"
+    save_model(trained, tok, out)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    write_jsonl(out / "train_log.jsonl", history)
+    summary = {
+        "tokens": dict(getattr(trainer, "token_counts", {})),
+        "method": method,
+        "steps": trainer.state.global_step,
+        **summary,
+    }
+    write_json(out / "train_summary.json", summary)
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("saved %s", rel(out))
+    return summary
 
 
 if __name__ == "__main__":  # the multi-GPU entry point that accelerate launches

@@ -129,9 +129,12 @@ def to_demo(item: dict[str, Any], solution: str) -> dict[str, Any]:
 
 
 def filter_report(
-    records: list[dict[str, Any]], rejected: list[dict[str, Any]], demos: list[dict[str, Any]]
+    records: list[dict[str, Any]],
+    rejected: list[dict[str, Any]],
+    demos: list[dict[str, Any]],
+    tokens: dict[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Counts of every rule by teacher and by domain, with totals."""
+    """Counts of every rule by teacher and by domain, with totals (and the tokens spent)."""
     by_teacher: dict[str, Counter] = defaultdict(Counter)
     by_domain: dict[str, Counter] = defaultdict(Counter)
     for r in rejected:
@@ -149,6 +152,7 @@ def filter_report(
             d: {rule: c.get(rule, 0) for rule in RULES} for d, c in sorted(by_domain.items())
         },
         "kept_by_teacher": dict(Counter(d["teacher"] for d in demos)),
+        "tokens": tokens or {},
     }
 
 
@@ -311,11 +315,15 @@ def complete_thoughts(
     same = summary.get("data_ids") == [d["id"] for d in data] and summary.get("spec") == (
         training.spec_key(spec)
     )
+    trained: dict[str, int] = {}
     if not same:
         summary = training.train_sft(spec)
+        trained = summary.get("tokens", {})
     # The completer is this run's checkpoint: generated locally, and not stopped at loops (its
     # solutions are short, and a looping one disagrees with the thought anyway).
     backend = backend_from_profile(profile, str(out_dir), local=True, stop_loops=False)
     solutions = complete_solutions(backend, items, prompt, profile.unify.solution_max_tokens)
     demos, rejected = keep_agreeing(items, solutions)
-    return demos, rejected, summary
+    # Tokens spent by this execution: a reused completer trained on nothing now.
+    tokens = Counter(trained) + Counter(getattr(backend, "tokens", {}))
+    return demos, rejected, {**summary, "tokens": dict(tokens)}

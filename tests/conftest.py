@@ -46,8 +46,42 @@ def backbone():
     return load_model("smollm2-135m-instruct", dtype="fp32")
 
 
+@pytest.fixture
+def small_model():
+    """A randomly initialised two-layer model with the backbone's vocabulary and tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from helpers.models import load_tokenizer, resolve_model_path
+
+    cfg = AutoConfig.from_pretrained(resolve_model_path("smollm2-135m-instruct"))
+    cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size = 2, 64, 128
+    cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim = 4, 2, 16
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(cfg).eval(), load_tokenizer("smollm2-135m-instruct")
+
+
 # math-verify's first call loads its grammar; per-example deadlines would make that flaky.
 from hypothesis import settings  # noqa: E402
 
 settings.register_profile("project", deadline=None, max_examples=60)
 settings.load_profile("project")
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    """A randomly initialised two-layer Llama with a 64-token vocabulary (decode-loop tests)."""
+    import torch
+    import transformers
+
+    cfg = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(cfg).eval()

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
 
-from helpers.generation import decode_continuous
+from helpers.decoding import ListSource, decode, decode_continuous
 
 transformers = pytest.importorskip("transformers")
-
-
-@pytest.fixture(scope="module")
-def tiny_lm():
-    cfg = transformers.LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(cfg).eval()
 
 
 PROMPTS = [[5, 6, 7], [8, 9, 10, 11, 12, 13, 14], [15], [16, 17, 18, 19], [20, 21], [22] * 9]
@@ -81,23 +68,92 @@ def test_rows_end_at_eos_and_stop_test_at_different_steps(tiny_lm):
     assert stopped[0] == free[0][: free[0].index(stop_at) + 1]
 
 
-def test_sampling_is_seeded(tiny_lm):
-    def draw(seed):
-        g = torch.Generator().manual_seed(seed)
+def test_sampling_is_seeded_per_request(tiny_lm):
+    def draw(seed, prompts=PROMPTS, batch_size=4):
         return decode_continuous(
             tiny_lm,
-            PROMPTS,
+            prompts,
             pad_id=0,
-            batch_size=4,
+            batch_size=batch_size,
             max_new_tokens=8,
             eos=None,
             temperature=1.0,
             top_p=0.9,
-            generator=g,
+            seed=seed,
         )
 
     assert draw(1) == draw(1)
     assert draw(1) != draw(2)
+    # A request's draws depend on its own seed, not on the batch it happens to share.
+    assert draw(1, PROMPTS, batch_size=1) == draw(1)
+
+
+def test_samples_of_one_prompt_share_its_prefill(tiny_lm):
+    stats = Counter()
+    prompts = [PROMPTS[1]] * 4 + [PROMPTS[3]]
+    got = decode_continuous(
+        tiny_lm,
+        prompts,
+        pad_id=0,
+        batch_size=8,
+        max_new_tokens=6,
+        eos=None,
+        stats=stats,
+        share_prefix=False,
+    )
+    assert got == [_reference(tiny_lm, p, 6) for p in prompts]
+    assert stats["prefill"] == len(PROMPTS[1]) + len(PROMPTS[3])
+    assert stats["shared_prefill"] == 3 * len(PROMPTS[1])
+    assert stats["decode"] == 5 * 5 and stats["steps"] == 5  # the first token comes from prefill
+
+
+class FirstWins(ListSource):
+    """Cancel every other request of a group once one of its requests ends."""
+
+    def __init__(self, prompts, group):
+        super().__init__(prompts)
+        self.group = group
+
+    def finished(self, done):
+        super().finished(done)
+        return [k for k in range(len(self.prompts)) if self.group[k] == self.group[done.key]]
+
+
+def test_a_source_can_cancel_running_requests(tiny_lm):
+    prompts = [PROMPTS[0], PROMPTS[1], PROMPTS[1], PROMPTS[2]]
+    free = decode_continuous(tiny_lm, prompts, pad_id=0, batch_size=4, max_new_tokens=9, eos=None)
+    eos = free[1][2]  # request 1 ends at its third token; request 2 (same prompt) would too
+    src = FirstWins(prompts, group=[0, 1, 1, 2])
+    stats = Counter()
+    decode(tiny_lm, src, head=[], pad_id=0, batch_size=4, max_new_tokens=9, eos=eos, stats=stats)
+    assert src.out[1].tokens == free[1][:3] and src.out[1].reason == "eos"
+    assert 2 not in src.out or src.out[2].tokens == free[2][:3]  # ended with it, or cancelled
+    assert src.out[0].tokens[: len(free[0])] == free[0][: len(src.out[0].tokens)]
+
+
+def test_logprobs_are_the_models_own(tiny_lm):
+    stats = Counter()
+    src = ListSource(PROMPTS[:3])
+    decode(
+        tiny_lm,
+        src,
+        head=[],
+        pad_id=0,
+        batch_size=2,
+        max_new_tokens=5,
+        eos=None,
+        temperature=1.0,
+        seed=3,
+        logprobs=True,
+        stats=stats,
+    )
+    for i, prompt in enumerate(PROMPTS[:3]):
+        out = src.out[i]
+        ids = torch.tensor([prompt + out.tokens])
+        with torch.no_grad():
+            lp = torch.log_softmax(tiny_lm(ids).logits[0, :-1].float(), -1)
+        direct = lp[len(prompt) - 1 :].gather(-1, torch.tensor(out.tokens)[:, None]).sum()
+        assert abs(out.logprob - direct.item()) < 1e-4
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 16])

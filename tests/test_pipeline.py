@@ -29,17 +29,25 @@ def test_smoke_profile_end_to_end_then_skips(tmp_outputs):
         "unify/filter_report.json",
         "mix/distill_small.jsonl",
         "models/sft_small/config.json",
+        "explore/iter1/pool.jsonl",
+        "explore/iter1/selected.jsonl",
+        "models/sft_explore_1/config.json",
+        "dpo/pairs.jsonl",
+        "models/dpo_thought/config.json",
         "eval/backbone/summary.json",
         "eval/sft_small/summary.json",
+        "eval/dpo_thought/summary.json",
         "REPORT.md",
         "tables/table2.md",
+        "tables/table4.md",
     ]:
         assert (rdir / artifact).exists(), artifact
+    assert "| Thought, SFT loss | dpo_thought |" in (rdir / "REPORT.md").read_text()
     second = run()
     assert second.returncode == 0 and "running" not in second.stdout
-    assert second.stdout.count("skip (done, unchanged)") == 7
+    assert second.stdout.count("skip (done, unchanged)") == 12
     dry = run("--dry-run", "--force")
-    assert dry.stdout.count(" run (forced)") == 7
+    assert dry.stdout.count(" run (forced)") == 12
 
 
 def test_bad_profile_stops_before_running(tmp_outputs, tmp_path):

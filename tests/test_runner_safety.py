@@ -249,6 +249,7 @@ def test_ctrl_c_says_one_line_and_leaves_an_interrupted_mark(tmp_path):
 
 
 def test_the_runner_turns_ctrl_c_into_one_line(tmp_outputs):
+    sockets_before = set(repo_root().glob("kernel*"))
     proc = subprocess.Popen(
         [PY, "-m", "helpers.run", "params/smoke.yaml", "--only", "collect"],
         cwd=repo_root(),
@@ -269,6 +270,8 @@ def test_the_runner_turns_ctrl_c_into_one_line(tmp_outputs):
     assert len(lines) == 1 and lines[0].startswith("interrupted during collect"), err
     assert "run the same command again" in lines[0]
     assert json.loads(manifest.read_text())["status"] == "interrupted"
+    # the killed kernel's sockets are not left in the repository
+    assert set(repo_root().glob("kernel*")) == sockets_before
 
 
 # --------------------------------------------------------------------------- secrets

@@ -101,3 +101,27 @@ def test_completer_without_r1_demos_says_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="no R1-style response passed the rules"):
         complete_thoughts(prof, [item], [], tmp_path / "c", "p")
     assert complete_thoughts(prof, [], [], tmp_path / "c", "p") == ([], [], {})
+
+
+def test_the_runner_sees_training_steps_as_a_text_bar(make_trainer, monkeypatch):
+    from transformers.trainer_callback import ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    from helpers.config import SECTIONS_ENV
+    from helpers.training import text_progress
+
+    def kinds(trainer):
+        return [type(c) for c in trainer.callback_handler.callbacks]
+
+    trainer = make_trainer("response")
+    # what a kernel gets by hand: the HTML bar, which never reaches the runner's streams
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(NotebookProgressCallback)
+    monkeypatch.delenv(SECTIONS_ENV, raising=False)
+    text_progress(trainer)
+    assert NotebookProgressCallback in kinds(trainer) and ProgressCallback not in kinds(trainer)
+    monkeypatch.setenv(SECTIONS_ENV, "sft")
+    text_progress(trainer)
+    text_progress(trainer)
+    assert NotebookProgressCallback not in kinds(trainer)
+    assert kinds(trainer).count(ProgressCallback) == 1

@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from helpers.decoding import decode_continuous
 from helpers.formatting import format_response
-from helpers.generation import HFBackend, Prompt, SamplingCfg, decode_continuous
+from helpers.generation import HFBackend, Prompt, SamplingCfg
 from helpers.training import SFTSpec, train_sft
 
 

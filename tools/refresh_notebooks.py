@@ -1,0 +1,45 @@
+"""Re-execute the committed notebooks in place at their smoke defaults (what nbval compares).
+
+Usage: python tools/refresh_notebooks.py [NOTEBOOK ...]   (default: all of notebooks/)
+
+Runs the smoke plan first in a temporary outputs root, so that every notebook finds the
+artifacts of the stages before it, then executes each notebook with Papermill at its defaults
+against that root. Nothing under the repository's outputs/ is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNEL = "slow-thinking"
+
+
+def main() -> None:
+    """Run the smoke plan, then each notebook in place, stopping at the first failure."""
+    names = sys.argv[1:] or sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("notebooks/*.ipynb"))
+    with tempfile.TemporaryDirectory(prefix="still-refresh-") as tmp:
+        env = {**os.environ, "STILL_OUTPUTS": tmp}
+        subprocess.run(
+            [sys.executable, "-m", "helpers.run", "params/smoke.yaml"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        for name in names:
+            print(f"executing {name}", flush=True)
+            subprocess.run(
+                [sys.executable, "-m", "papermill", name, name, "-k", KERNEL, "--cwd", str(ROOT)],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+
+
+if __name__ == "__main__":
+    main()
