@@ -308,7 +308,7 @@ def _train(spec: DPOSpec) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM
 
     from .models import load_tokenizer, resolve_model_path
-    from .training import save_trained, train_in_bf16
+    from .training import check_schedule, save_trained, train_in_bf16
 
     cuda = torch.cuda.is_available()
     bf16 = train_in_bf16(spec.train.dtype, cuda)
@@ -320,6 +320,7 @@ def _train(spec: DPOSpec) -> dict[str, Any]:
     out = Path(spec.out_dir)
     work = out.with_name(out.name + ".work")
     trainer = build_trainer(spec, model, tok, work, cuda, bf16)
+    check_schedule(trainer)
     result = trainer.train()
     return save_trained(
         trainer,

@@ -349,9 +349,35 @@ def _loss_tokens(ds: Any) -> int | None:
     return None
 
 
+def check_schedule(trainer: Any) -> int:
+    """Refuse a run whose warmup covers every step; return its number of optimizer steps.
+
+    Warmup starts at a learning rate of 0: a one-step run with any warmup trains nothing, and a
+    run no longer than its warmup never reaches the profile's rate. A handful of DPO pairs
+    made exactly that run, silently.
+    """
+    import math
+
+    args = trainer.args
+    rows = math.ceil(
+        len(trainer.train_dataset) / (args.per_device_train_batch_size * max(args.world_size, 1))
+    )
+    per_epoch = max(math.ceil(rows / args.gradient_accumulation_steps), 1)
+    steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * per_epoch)
+    warmup = args.get_warmup_steps(steps)
+    if str(args.lr_scheduler_type).split(".")[-1].lower() != "constant" and warmup >= steps:
+        raise ValueError(
+            f"training would take {steps} optimizer step(s) with {warmup} warmup step(s): the "
+            f"learning rate never reaches {args.learning_rate:g} (a single step runs at 0 and "
+            "trains nothing); set warmup_ratio lower (0 for a run this short) or train longer"
+        )
+    return steps
+
+
 def _finish(
     trainer: Any, spec: SFTSpec, tok: Any, out: Path, work: Path, cuda: bool
 ) -> dict[str, Any]:
+    check_schedule(trainer)
     result = trainer.train()
     return save_trained(
         trainer,

@@ -125,3 +125,21 @@ def test_the_runner_sees_training_steps_as_a_text_bar(make_trainer, monkeypatch)
     text_progress(trainer)
     assert NotebookProgressCallback not in kinds(trainer)
     assert kinds(trainer).count(ProgressCallback) == 1
+
+
+def test_a_run_no_longer_than_its_warmup_is_refused(backbone, tmp_path):
+    from helpers.training import check_schedule
+
+    model, tok = backbone
+
+    def trainer(**train):
+        spec = two_demo_spec(tmp_path, method="full", per_device_batch_size=1, **train)
+        return build_trainer(spec, model, tok, tmp_path / "work")
+
+    # one step with warmup: it would run at learning rate 0 and train nothing
+    with pytest.raises(ValueError, match=r"1 optimizer step.*1 warmup step.*trains nothing"):
+        check_schedule(trainer(max_steps=1, warmup_ratio=0.1, lr_scheduler="cosine"))
+    assert check_schedule(trainer(max_steps=1, warmup_ratio=0.0, lr_scheduler="cosine")) == 1
+    assert check_schedule(trainer(max_steps=1, warmup_ratio=0.1, lr_scheduler="constant")) == 1
+    # two demonstrations, one per step, two epochs: 4 steps, 1 of them warmup
+    assert check_schedule(trainer(epochs=2, warmup_ratio=0.1, lr_scheduler="linear")) == 4
