@@ -20,8 +20,15 @@ from typing import Any
 
 from .answers import read_answer, read_choice
 from .formatting import parse_response
-from .problem import freeze, gym_dataset, gym_entry
-from .verifiers import check_expression, check_fraction, check_number, check_text, parse_number
+from .problem import gym_entry
+from .verifiers import (
+    check_expression,
+    check_fraction,
+    check_number,
+    check_roles,
+    check_text,
+    parse_number,
+)
 
 # How each reasoning-gym dataset's answers are checked (see helpers.verifiers).
 GYM_CHECKS = {
@@ -225,11 +232,8 @@ def _trusted_context(example: dict[str, Any]) -> dict[str, Any]:
             f"(problem {example.get('id')}); add it to helpers.grading.GYM_CHECKS"
         )
     ctx: dict[str, Any] = {"kind": kind}
-    if kind in ("expression", "fraction", "knights"):
+    if kind in ("expression", "fraction"):
         ctx["entry"] = gym_entry(example)
-    if kind == "knights":
-        g = example["gym"]
-        ctx["dataset"] = gym_dataset(g["dataset"], freeze(g["config"]), g["seed"], g["size"])
     return ctx
 
 
@@ -241,6 +245,8 @@ def _check_gym(
         return (*check_number(ans, example["answer"]), {})
     if kind == "text":
         return (*check_text(ans, example["answer"]), {})
+    if kind == "knights":
+        return (*check_roles(ans, example["answer"]), {})
     meta = ctx["entry"]["metadata"]
     if kind == "expression":
         c = check_expression(ans, meta["numbers"], int(meta.get("target", 24)))
@@ -250,17 +256,10 @@ def _check_gym(
             "value": None if c.value is None else str(c.value),
         }
         return c.correct, c.reason, checks
-    if kind == "fraction":
-        return (
-            *check_fraction(ans, meta["simplified_numerator"], meta["simplified_denominator"]),
-            {},
-        )
-    # knights_knaves in open form: reasoning-gym's scorer reads names and roles with regular
-    # expressions (no eval); full credit only.
-    if ans is None or len(ans) > 400:
-        return False, "no answer" if ans is None else "too long", {}
-    ok = ctx["dataset"].score_answer(ans, ctx["entry"]) >= 1.0
-    return ok, "ok" if ok else "wrong value", {}
+    return (
+        *check_fraction(ans, meta["simplified_numerator"], meta["simplified_denominator"]),
+        {},
+    )
 
 
 def _judge(

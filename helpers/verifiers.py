@@ -187,6 +187,59 @@ def check_fraction(answer: str | None, numerator: int, denominator: int) -> tupl
     return True, "ok"
 
 
+# The role pairs of reasoning-gym's knights-and-knaves puzzles (knight/knave, saint/sinner, ...).
+ROLE_WORDS = frozenset(
+    [
+        "knight",
+        "knave",
+        "pioneer",
+        "laggard",
+        "saint",
+        "sinner",
+        "hero",
+        "villain",
+        "angel",
+        "devil",
+        "altruist",
+        "egoist",
+        "sage",
+        "fool",
+    ]
+)
+
+
+def role_assignments(text: str) -> dict[str, str] | None:
+    """{name: role} from "Zoey is a knight, and Riley is a knave"; None if a name gets two roles.
+
+    A role word goes to the last other word before it (skipping "is", "a", "an", "and").
+    """
+    out: dict[str, str] = {}
+    name = None
+    for word in re.findall(r"[a-z]+", strip_markup(text).lower()):
+        if word in ("is", "a", "an", "and"):
+            continue
+        if word not in ROLE_WORDS:
+            name = word
+        elif name is not None:
+            if out.setdefault(name, word) != word:
+                return None
+            name = None
+    return out
+
+
+def check_roles(answer: str | None, gold: str) -> tuple[bool, str]:
+    """Knights-and-knaves answers in open form: exactly the gold's names with the gold's roles."""
+    if not answer:
+        return False, "no answer"
+    if len(answer) > 400:
+        return False, "too long"
+    got = role_assignments(answer)
+    if got is None:
+        return False, "a name given two roles"
+    ok = got == role_assignments(gold)
+    return ok, "ok" if ok else "wrong value"
+
+
 def check_text(answer: str | None, gold: str) -> tuple[bool, str]:
     """Short text answers (a relation, Yes/No): equal after case, markup and punctuation."""
     if not answer:

@@ -338,3 +338,42 @@ def test_importer_accepts_the_release_domains_in_any_case(tmp_path):
     assert [d["domain"] for d in demos] == list(RELEASE_DOMAINS)
     assert [d["group"] for d in demos] == ["normal_math"] + ["other"] * 5
     assert len(import_release(FIXTURES / "release.jsonl")) == 2
+
+
+def _knights_open(n):
+    from helpers.tasks import make_example
+
+    return [
+        make_example("knights_knaves", 11, n, i, "other", f"k-{i}", as_choice=False)
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("ex", _knights_open(6), ids=lambda e: e["id"])
+def test_our_role_check_agrees_with_the_library_on_full_credit(ex):
+    from helpers.problem import freeze, gym_dataset, gym_entry
+    from helpers.verifiers import check_roles, role_assignments
+
+    g = ex["gym"]
+    library = gym_dataset(g["dataset"], freeze(g["config"]), g["seed"], g["size"])
+    entry = gym_entry(ex)
+    pairs = list(role_assignments(ex["answer"]).items())
+    other = {r for _, r in pairs}
+    swapped = [(n, r) for n, r in pairs]
+    swapped[0] = (pairs[0][0], next(iter(other - {pairs[0][1]}), "sage"))
+    candidates = [
+        ex["answer"],
+        " and ".join(f"{n.title()} is a {r}" for n, r in reversed(pairs)),
+        " and ".join(f"{n} is a {r}" for n, r in swapped),
+        " and ".join(f"{n} is a {r}" for n, r in pairs[:1]),
+    ]
+    for text in candidates:
+        # the library scorer runs here on test-made strings only, never on model output
+        assert check_roles(text, ex["answer"])[0] == (library.score_answer(text, entry) >= 1.0)
+    # markdown and colons, which the library's reader does not strip, are read too
+    marked = "**" + ", ".join(f"{n.upper()}: {r}" for n, r in pairs) + "**"
+    assert check_roles(marked, ex["answer"]) == (True, "ok")
+    # a name given both roles is wrong (the library's set comparison says so too)
+    both = ex["answer"] + f" {pairs[0][0]} is a {swapped[0][1]}."
+    assert check_roles(both, ex["answer"]) == (False, "a name given two roles")
+    assert grade(format_response("t", f"\\boxed{{{candidates[1]}}}"), ex).correct
