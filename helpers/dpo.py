@@ -90,12 +90,10 @@ def build_pairs(
     log-probabilities from generation; the later iterations' are scored here.
     """
     from .artifacts import Digests
-    from .explore import load_pool, pool_path
-    from .formatting import render_prompt
-    from .scoring import Score, score_hf
+    from .config import resolve_path
+    from .explore import load_pool, perplexities, pool_path
 
     iterations = sorted({v.explore_iteration for v in profile.variants if v.explore_iteration})
-    from .config import resolve_path
 
     files = [resolve_path(f) for f in profile.explore.pool_files] + [
         pool_path(rdir, i) for i in iterations
@@ -109,23 +107,9 @@ def build_pairs(
 
     def build() -> list[dict[str, Any]]:
         pool = load_pool(rdir, max(iterations, default=0), profile.explore.pool_files, problems)
-        perplexity: dict[str, float] = {}
-        todo = []
-        for r in pool:
-            if not r.get("well_formed", True):
-                continue
-            if r["model"] == init_name and r.get("logprob") is not None:
-                perplexity[r["id"]] = Score(r["logprob"], r["tokens"]).perplexity
-            else:
-                todo.append(r)
-        if todo:
-            p_ids = [
-                tok(render_prompt(tok, r["question"], prompt), add_special_tokens=False).input_ids
-                for r in todo
-            ]
-            r_ids = [tok(r["response"], add_special_tokens=False).input_ids for r in todo]
-            for r, s in zip(todo, score_hf(init_model, p_ids, r_ids), strict=True):
-                perplexity[r["id"]] = s.perplexity
+        perplexity = perplexities(
+            init_model, tok, pool, prompt, init_name, keep=lambda r: r.get("well_formed", True)
+        )
         return pair_rows(pool, perplexity)
 
     return cached_jsonl(Path(rdir) / "dpo" / "pairs.jsonl", settings, build)
@@ -304,21 +288,11 @@ def train_dpo(spec: DPOSpec) -> dict[str, Any]:
 
 
 def _train(spec: DPOSpec) -> dict[str, Any]:
-    import torch
-    from transformers import AutoModelForCausalLM
+    from .training import check_schedule, load_for_training, save_trained, work_dir
 
-    from .models import load_tokenizer, resolve_model_path
-    from .training import check_schedule, save_trained, train_in_bf16
-
-    cuda = torch.cuda.is_available()
-    bf16 = train_in_bf16(spec.train.dtype, cuda)
-    tok = load_tokenizer(spec.model)
-    model = AutoModelForCausalLM.from_pretrained(
-        resolve_model_path(spec.model),
-        dtype=torch.bfloat16 if bf16 and spec.train.method == "full" else torch.float32,
-    )
+    model, tok, cuda, bf16 = load_for_training(spec.model, spec.train)
     out = Path(spec.out_dir)
-    work = out.with_name(out.name + ".work")
+    work = work_dir(out)
     trainer = build_trainer(spec, model, tok, work, cuda, bf16)
     check_schedule(trainer)
     result = trainer.train()

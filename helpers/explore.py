@@ -468,9 +468,15 @@ def settings(profile: Any) -> dict[str, Any]:
 
 
 def perplexities(
-    model: Any, tok: Any, pool: list[dict[str, Any]], prompt: str, current: str
+    model: Any,
+    tok: Any,
+    pool: list[dict[str, Any]],
+    prompt: str,
+    current: str,
+    keep: Callable[[dict[str, Any]], bool] = lambda r: r["correct"],
 ) -> dict[str, float]:
-    """Perplexity of every correct trajectory of the pool under the current model.
+    """Perplexity of the pool's trajectories that `keep` accepts (the correct ones unless told
+    otherwise) under the current model.
 
     The current model's own rollouts carry their log-probability from generation; the others
     (earlier iterations' models) are scored with a forward pass.
@@ -481,7 +487,7 @@ def perplexities(
     out: dict[str, float] = {}
     todo = []
     for r in pool:
-        if not r["correct"]:
+        if not keep(r):
             continue
         if r["model"] == current and r.get("logprob") is not None:
             out[r["id"]] = Score(r["logprob"], r["tokens"]).perplexity

@@ -141,23 +141,33 @@ def launch_distributed(
     return json.loads((out / "train_summary.json").read_text())
 
 
-def _train(spec: SFTSpec) -> dict[str, Any]:
+def load_for_training(model_name: str, train: TrainCfg) -> tuple[Any, Any, bool, bool]:
+    """The model to train (bf16 weights only for full bf16 training) and its tokenizer, and
+    whether training runs on CUDA and in bf16."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from .models import load_tokenizer, resolve_model_path
 
     cuda = torch.cuda.is_available()
-    bf16 = train_in_bf16(spec.train.dtype, cuda)
-    tok = load_tokenizer(spec.model)
+    bf16 = train_in_bf16(train.dtype, cuda)
     model = AutoModelForCausalLM.from_pretrained(
-        resolve_model_path(spec.model),
-        dtype=torch.bfloat16 if bf16 and spec.train.method == "full" else torch.float32,
+        resolve_model_path(model_name),
+        dtype=torch.bfloat16 if bf16 and train.method == "full" else torch.float32,
     )
+    return model, load_tokenizer(model_name), cuda, bf16
+
+
+def work_dir(out: Path) -> Path:
+    """The trainer's scratch folder beside a model's folder (removed once the model is saved)."""
+    return out.with_name(out.name + ".work")
+
+
+def _train(spec: SFTSpec) -> dict[str, Any]:
+    model, tok, cuda, bf16 = load_for_training(spec.model, spec.train)
     out = Path(spec.out_dir)
-    work = out.with_name(out.name + ".work")
-    trainer = build_trainer(spec, model, tok, work, cuda, bf16)
-    return _finish(trainer, spec, tok, out, work, cuda)
+    trainer = build_trainer(spec, model, tok, work_dir(out), cuda, bf16)
+    return _finish(trainer, spec, tok, out, work_dir(out), cuda)
 
 
 def train_in_bf16(dtype: str, cuda: bool) -> bool:

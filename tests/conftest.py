@@ -85,3 +85,11 @@ def tiny_lm():
     )
     torch.manual_seed(0)
     return transformers.LlamaForCausalLM(cfg).eval()
+
+
+def sample(model, source, **settings):
+    """Run the decode loop over a source, sampling with log-probs (no shared head, no EOS)."""
+    from helpers.decoding import decode
+
+    args = dict(head=[], pad_id=0, eos=None, temperature=1.0, logprobs=True)
+    return decode(model, source, **{**args, **settings})

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from helpers.decoding import ListSource, decode, decode_continuous
+from tests.conftest import sample
 
 transformers = pytest.importorskip("transformers")
 
@@ -134,19 +135,7 @@ def test_a_source_can_cancel_running_requests(tiny_lm):
 def test_logprobs_are_the_models_own(tiny_lm):
     stats = Counter()
     src = ListSource(PROMPTS[:3])
-    decode(
-        tiny_lm,
-        src,
-        head=[],
-        pad_id=0,
-        batch_size=2,
-        max_new_tokens=5,
-        eos=None,
-        temperature=1.0,
-        seed=3,
-        logprobs=True,
-        stats=stats,
-    )
+    sample(tiny_lm, src, batch_size=2, max_new_tokens=5, seed=3, stats=stats)
     for i, prompt in enumerate(PROMPTS[:3]):
         out = src.out[i]
         ids = torch.tensor([prompt + out.tokens])

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers.decoding import Finished, ListSource, decode
+from helpers.decoding import Finished, ListSource
 from helpers.explore import (
     ExploreSource,
     first_success,
@@ -24,6 +24,7 @@ from helpers.explore import (
 )
 from helpers.formatting import format_response
 from helpers.scoring import score_hf
+from tests.conftest import sample
 
 transformers = pytest.importorskip("transformers")
 
@@ -155,19 +156,7 @@ def test_exploration_through_the_decode_loop_shares_prefill_and_cancels(tiny_lm)
     rows = []
     src = make_source(PROBLEMS[:2], rows.append, max_rollouts=4, parallel=4, wins={(0, 1)})
     stats = Counter()
-    decode(
-        tiny_lm,
-        src,
-        head=[1, 2],
-        pad_id=0,
-        batch_size=8,
-        max_new_tokens=6,
-        eos=None,
-        temperature=1.0,
-        seed=0,
-        logprobs=True,
-        stats=stats,
-    )
+    sample(tiny_lm, src, head=[1, 2], batch_size=8, max_new_tokens=6, seed=0, stats=stats)
     assert stats["shared_prefill"] == 6  # four attempts of each prompt, one prefill each
     assert {r["problem_id"] for r in rows if r["attempt"] == 1} == {"p0", "p1"}
     assert all(r["logprob"] < 0 for r in rows)
@@ -191,19 +180,7 @@ def test_perplexity_matches_a_direct_computation(tiny_lm):
 
 def test_generation_logprobs_equal_a_rescoring(tiny_lm):
     src = ListSource([[1, 2, 3], [4, 5]])
-    decode(
-        tiny_lm,
-        src,
-        head=[],
-        pad_id=0,
-        batch_size=2,
-        max_new_tokens=5,
-        eos=None,
-        temperature=0.9,
-        top_p=0.9,
-        seed=1,
-        logprobs=True,
-    )
+    sample(tiny_lm, src, batch_size=2, max_new_tokens=5, temperature=0.9, top_p=0.9, seed=1)
     scores = score_hf(tiny_lm, [[1, 2, 3], [4, 5]], [src.out[0].tokens, src.out[1].tokens])
     for i in range(2):
         assert src.out[i].logprob == pytest.approx(scores[i].logprob, abs=1e-4)
