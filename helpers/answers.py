@@ -73,11 +73,47 @@ def unwrap(text: str) -> str:
     return re.sub(r"\*\*|__", "", text)
 
 
+# Words between "the answer is" and the answer itself ("the answer is thus 73").
+_FILLER = re.compile(
+    r"^(?:(?:thus|therefore|hence|so|then|simply|just|clearly|indeed|actually|exactly|"
+    r"precisely|now|finally|equal to|given by)\b[\s,:]*)+",
+    re.I,
+)
+# Where a statement's answer ends: its sentence, then any clause that explains it.
+_SENTENCE_END = re.compile(r"\.(?:\s|$)")
+_EXPLANATION = re.compile(r",?\s+(?:since|because|as|which|given|where|when)\b")
+
+
+def answer_clause(raw: str) -> str:
+    """The part of an answer statement that is the answer: filler words dropped, and a negated
+    candidate ("not 72; it is 73") passed over for the one the statement settles on."""
+    ans = _FILLER.sub("", raw.strip())
+    if re.match(r"not\b", ans, re.I):
+        rest = re.search(
+            r"(?:;|,|\bbut\b)\s*(?:but\s+)?(?:(?:it|the answer)\s+is\s+|it's\s+)?(.+)$", ans
+        )
+        if not rest or re.match(r"not\b", rest.group(1).strip(), re.I):
+            return ""
+        ans = _FILLER.sub("", rest.group(1).strip())
+    return ans
+
+
 def _statement_answer(raw: str) -> str:
-    """Cut a statement's answer at its sentence end and drop the markup around it."""
-    cut = re.search(r"\.(?:\s|$)", raw)
-    ans = raw[: cut.start()] if cut else raw
-    return strip_markup(ans)
+    """A statement's answer: its sentence, the clause it settles on, no explanation or markup."""
+    cut = _SENTENCE_END.search(raw)
+    ans = answer_clause(raw[: cut.start()] if cut else raw)
+    why = _EXPLANATION.search(ans)
+    return strip_markup(ans[: why.start()] if why else ans)
+
+
+_BOLD = re.compile(r"\*\*([^*\n]{1,80})\*\*")
+
+
+def _bold_ending(region: str) -> str | None:
+    """The bold span on a response's last line ("... is **73**"), read when nothing else is."""
+    lines = [ln for ln in region.strip().splitlines() if ln.strip()]
+    spans = _BOLD.findall(lines[-1]) if lines else []
+    return strip_markup(spans[-1]) if spans else None
 
 
 def strip_markup(ans: str) -> str:
@@ -98,6 +134,9 @@ def read_answer(text: str) -> Reading:
     stated = [s for s in stated if s]
     if stated:
         return Reading(stated[-1], where)
+    bold = _bold_ending(region)
+    if bold:
+        return Reading(bold, where)
     return Reading(None, "none", "no answer")
 
 
@@ -163,7 +202,7 @@ def read_choice(text: str, n_choices: int = 4, choices: list[str] | None = None)
     region, where = answer_region(text)
     region = unwrap(region)
     boxes = [region[c0:c1] for _, c0, c1 in boxed_spans(region)]
-    statements = [m.group("ans") for m in _STATEMENT.finditer(region)]
+    statements = [answer_clause(m.group("ans")) for m in _STATEMENT.finditer(region)]
     lone = re.findall(rf"^[ \t]*\(?([{letters[0]}-{letters[-1]}])\)?\.?[ \t]*$", region, re.M)
     # Boxes outrank statements, statements outrank a lone letter; within a kind the last wins,
     # and a span that names no option (a box of working) gives way to the one before it.

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,62 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read all records of a JSON-lines file."""
     return list(iter_jsonl(path))
+
+
+class DamagedFile(ValueError):
+    """An append-only file damaged somewhere a crash cannot reach (not just its last line)."""
+
+
+def resume_jsonl(
+    path: str | os.PathLike,
+    check: Callable[[dict[str, Any]], str | None] | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """The records of an append-only JSON-lines file that a killed run may have left.
+
+    Each record is written as one line ending in a newline, so a crash can only leave the
+    last line cut short: that line is dropped (the file is truncated before it) with a message,
+    and its work is done again. Anything else that is wrong (a bad line before the last, bytes
+    that are not UTF-8, a record `check` refuses, with its reason) raises DamagedFile naming
+    the line. A missing file holds nothing yet.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        log(
+            f"{rel(path)}: dropped a torn last line ({len(data) - end} bytes, the trace of a "
+            "crash while it was written); its work is done again"
+        )
+        with path.open("r+b") as f:
+            f.truncate(end)
+        data = data[:end]
+    rows = []
+    for i, raw in enumerate(data.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise DamagedFile(f"{rel(path)}, line {i}: not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise DamagedFile(f"{rel(path)}, line {i}: not valid JSON ({exc.msg})") from None
+        why = "expected a JSON object" if not isinstance(row, dict) else (check and check(row))
+        if why:
+            raise DamagedFile(f"{rel(path)}, line {i}: {why}")
+        rows.append(row)
+    return rows
+
+
+def set_aside(path: str | os.PathLike, why: str) -> Path:
+    """Rename a file out of the way (kept for inspection); return its new path."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest = path.with_name(f"{path.stem}.{why}-{stamp}{path.suffix}")
+    path.rename(dest)
+    return dest
 
 
 def append_jsonl(path: str | os.PathLike, records: Iterable[dict[str, Any]]) -> None:
@@ -143,26 +200,30 @@ class Digests:
             except (ValueError, OSError):
                 self.known = {}
 
-    def file(self, f: Path) -> str:
-        """The sha256 of one file."""
+    def file(self, f: Path, trust_stat: bool = True) -> str:
+        """The sha256 of one file; trust_stat=False reads it even when size and time match."""
         st = f.stat()
         key = str(f.resolve())
         seen = self.known.get(key)
-        if seen and seen[0] == st.st_size and seen[1] == st.st_mtime_ns:
+        if trust_stat and seen and seen[0] == st.st_size and seen[1] == st.st_mtime_ns:
             return seen[2]
         digest = _sha256(f)
         self.known[key] = [st.st_size, st.st_mtime_ns, digest]
         return digest
 
-    def path(self, path: str | os.PathLike) -> str | None:
-        """A digest of a file or a folder's files (names and contents); None when absent."""
+    def path(self, path: str | os.PathLike, trust_stat: bool = True) -> str | None:
+        """A digest of a file or a folder's files (names and contents); None when absent.
+
+        trust_stat=False reads every byte (and corrects the cache): damage that kept a file's
+        size and modification time is seen only this way.
+        """
         path = Path(path)
         if not path.exists():
             return None
         h = hashlib.sha256()
         for f in _files(path):
             h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-            h.update(self.file(f).encode())
+            h.update(self.file(f, trust_stat).encode())
         return h.hexdigest()[:16]
 
     def save(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
 import json
@@ -37,6 +36,16 @@ Dtype = Literal["auto", "bf16", "fp16", "fp32"]
 # The runner sets this to the sections a stage's record lists (helpers.stages); a profile loaded
 # while it is set refuses to hand out any other section.
 SECTIONS_ENV = "STILL_STAGE_SECTIONS"
+
+
+# The runner sets this for an execution it forces: resumable partial outputs (an exploration's
+# pool, an evaluation's finished responses) are set aside and the work starts afresh.
+FORCE_ENV = "STILL_FORCE"
+
+
+def forced() -> bool:
+    """Whether the runner forces the execution this process runs (see FORCE_ENV)."""
+    return os.environ.get(FORCE_ENV) == "1"
 
 
 class ProfileError(ValueError):
@@ -195,6 +204,9 @@ class ExploreCfg(Strict):
     # Pool files of earlier runs (their explore/iter<i>/pool.jsonl) that join this run's global
     # pool, as the paper kept one pool across runs; re-graded on loading.
     pool_files: list[str] = []
+    # A pool file of which no record joins (its problems are none of this run's) stops the run,
+    # or with `warn` is reported and left out.
+    pool_files_unmatched: Literal["stop", "warn"] = "stop"
     max_rollouts: Upto(1024) = 20  # attempts per problem and iteration (the paper: 20)
     parallel: Upto(1024) = 4  # attempts of one problem running at once
     temperature: Annotated[float, Field(gt=0.0, le=2.0)] = 0.8
@@ -223,6 +235,9 @@ class Profile(Strict):
     seed: int = 0
     backbone: str = "smollm2-135m-instruct"
     prompt_file: str | None = None
+    # A prompt_file outside the repository and the outputs folder is refused unless this is set:
+    # its text goes into every prompt and every executed notebook.
+    external_prompt_file: bool = False
     stages: list[Literal[STAGES]] = list(STAGES)  # type: ignore[valid-type]
     generation: GenerationCfg = GenerationCfg()
     benchmarks: dict[str, BenchmarkCfg]
@@ -270,10 +285,11 @@ class Profile(Strict):
                     f"variant '{v.name}' names mixture '{v.mixture}', "
                     f"expected one of {sorted(self.mixtures)}",
                 )
-            if v.kind == "dpo" and v.init not in names:
+            if v.init is not None and v.kind != "dpo":
                 raise _at(
                     ("variants", i, "init"),
-                    f"variant '{v.name}' starts from '{v.init}', expected one of {names}",
+                    f"variant '{v.name}' sets init, which only a dpo variant reads (an sft "
+                    "variant always trains from the backbone); remove it",
                 )
             if v.kind == "dpo" and (self.dpo is None or self.explore is None):
                 raise _at(
@@ -287,6 +303,7 @@ class Profile(Strict):
                     f"variant '{v.name}' sets explore_iteration: it must be an sft variant "
                     "and the profile needs an explore section",
                 )
+        _check_inits(self.variants)
         sft_names = [v.name for v in self.variants if v.kind == "sft"]
         if self.explore is not None and self.explore.start not in sft_names:
             raise _at(
@@ -303,6 +320,34 @@ class Profile(Strict):
         return self
 
 
+def _check_inits(variants: list[VariantCfg]) -> None:
+    """Refuse a cycle of `init`s (naming it) and a DPO variant that starts from no SFT variant."""
+    by_name = {v.name: (i, v) for i, v in enumerate(variants)}
+    for i, v in enumerate(variants):
+        if v.kind != "dpo":
+            continue
+        chain, cur = [v.name], v
+        while cur.init is not None and cur.init in by_name:
+            if cur.init in chain:
+                cycle = " -> ".join([*chain[chain.index(cur.init) :], cur.init])
+                raise _at(
+                    ("variants", i, "init"), f"the variants' init values form a cycle: {cycle}"
+                )
+            chain.append(cur.init)
+            cur = by_name[cur.init][1]
+        sft = [u.name for u in variants if u.kind == "sft"]
+        start = by_name.get(v.init or "")
+        if start is None or start[1].kind != "sft":
+            found = f"'{v.init}'" if v.init else "nothing"
+            if start is not None:
+                found += f" (a {start[1].kind} variant)"
+            raise _at(
+                ("variants", i, "init"),
+                f"DPO variant '{v.name}' must start from an sft variant, one of {sft}; "
+                f"found {found}",
+            )
+
+
 def _at(loc: tuple, message: str) -> ValueError:
     """A cross-reference error that carries the key it is about (see format_error)."""
     return ValueError(f"@{json.dumps(list(loc))}@{message}")
@@ -317,11 +362,50 @@ def guard_sections(profile: Profile, sections: tuple[str, ...] | None) -> Profil
     return profile
 
 
-def _key_lines(text: str) -> dict[tuple, int]:
-    """Map each key path in a YAML document to its 1-based line, for error messages."""
+# A profile is settings, not data: far above the paper profile's size (about 6 KB, 500 nodes),
+# far below what would take seconds to parse or validate.
+MAX_PROFILE_BYTES = 256 * 1024
+MAX_PROFILE_NODES = 20_000  # values once every alias is expanded
+
+
+def expanded_nodes(root: yaml.Node, limit: int = MAX_PROFILE_NODES) -> int:
+    """How many values a composed YAML document holds with its aliases expanded (up to limit+1).
+
+    Each distinct node is sized once, so a "billion laughs" document costs its own length to
+    measure, not its expansion.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = limit + 1  # a node inside itself (a recursive alias) is unbounded
+        if isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(v) for v in node.value)
+        else:
+            total = 1
+        sizes[id(node)] = min(total, limit + 1)
+        return sizes[id(node)]
+
+    return size(root)
+
+
+def _key_lines(root: yaml.Node | None) -> dict[tuple, int]:
+    """Map each key path in a composed YAML document to its 1-based line, for error messages.
+
+    A node reached again through an alias is not walked again: its keys keep the lines of
+    their first path.
+    """
     lines: dict[tuple, int] = {}
+    seen: set[int] = set()
 
     def walk(node: Any, path: tuple) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 key = (*path, k.value)
@@ -332,8 +416,8 @@ def _key_lines(text: str) -> dict[tuple, int]:
                 lines[(*path, i)] = v.start_mark.line + 1
                 walk(v, (*path, i))
 
-    with contextlib.suppress(yaml.YAMLError):
-        walk(yaml.compose(text), ())
+    if root is not None:
+        walk(root, ())
     return lines
 
 
@@ -384,9 +468,9 @@ def _describe(err: dict[str, Any]) -> tuple[str, str]:
     return msg, repr(found) if found is not None else "see above"
 
 
-def format_error(path: Path, text: str, exc: ValidationError) -> str:
+def format_error(path: Path, root: yaml.Node | None, exc: ValidationError) -> str:
     """Format a ValidationError as lines naming file, key, line, expected and found."""
-    lines = _key_lines(text)
+    lines = _key_lines(root)
     out = []
     for err in exc.errors():
         loc = tuple(err["loc"])
@@ -448,6 +532,8 @@ def _check_files(profile: Profile, path: Path) -> None:
         ("prompt_file", profile.prompt_file),
         ("sft.deepspeed_config", profile.sft.deepspeed_config),
     ]
+    if profile.explore is not None:
+        files += [(f"explore.pool_files.{i}", f) for i, f in enumerate(profile.explore.pool_files)]
     for key, value in data:
         if value is None:
             continue
@@ -466,6 +552,32 @@ def _check_files(profile: Profile, path: Path) -> None:
             raise ProfileError(
                 f"{rel(path)}: key '{key}': expected an existing file, found '{value}' (missing)"
             )
+    if profile.prompt_file is not None:
+        _check_prompt_file(profile, path)
+
+
+MAX_PROMPT_BYTES = 16 * 1024  # an instruction, not a document (the paper's is under 1 KB)
+
+
+def _check_prompt_file(profile: Profile, path: Path) -> None:
+    """The prompt file lies inside the repository or the outputs folder (or the profile says
+    it may not), and is small enough to be an instruction."""
+    from .paths import outputs_root
+
+    where = resolve_path(profile.prompt_file).resolve()
+    inside = any(where.is_relative_to(base) for base in (repo_root(), outputs_root()))
+    if not inside and not profile.external_prompt_file:
+        raise ProfileError(
+            f"{rel(path)}: key 'prompt_file': expected a file inside the repository or the "
+            f"outputs folder, found '{profile.prompt_file}'; set external_prompt_file: true "
+            "to read one from elsewhere"
+        )
+    size = where.stat().st_size
+    if size > MAX_PROMPT_BYTES:
+        raise ProfileError(
+            f"{rel(path)}: key 'prompt_file': expected an instruction of at most "
+            f"{MAX_PROMPT_BYTES:,} bytes, found {size:,} bytes in '{profile.prompt_file}'"
+        )
 
 
 class _DuplicateKey(Exception):
@@ -498,6 +610,12 @@ def _read_text(path: Path) -> str:
         raise ProfileError(f"{rel(path)}: no such profile file")
     if path.is_dir():
         raise ProfileError(f"{rel(path)}: is a folder, expected a profile (a YAML file)")
+    size = path.stat().st_size
+    if size > MAX_PROFILE_BYTES:
+        raise ProfileError(
+            f"{rel(path)}: {size:,} bytes, expected a profile of at most "
+            f"{MAX_PROFILE_BYTES:,} (settings, not data: point a path key at data files)"
+        )
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -513,6 +631,12 @@ def load_profile(path: str | os.PathLike) -> Profile:
     path = resolve_path(str(path))
     text = _read_text(path)
     try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None and expanded_nodes(root) > MAX_PROFILE_NODES:
+            raise ProfileError(
+                f"{rel(path)}: its aliases expand to more than {MAX_PROFILE_NODES:,} values; "
+                "a profile needs a few hundred (write the values out, or alias less)"
+            )
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except _DuplicateKey as exc:
         raise ProfileError(f"{rel(path)}: {exc}; keep one of them") from None
@@ -528,7 +652,7 @@ def load_profile(path: str | os.PathLike) -> Profile:
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
-        raise ProfileError(format_error(path, text, exc)) from None
+        raise ProfileError(format_error(path, root, exc)) from None
     _check_files(profile, path)
     listed = os.environ.get(SECTIONS_ENV)
     if listed is not None:

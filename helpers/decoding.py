@@ -320,17 +320,20 @@ def decode_continuous(
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int | None = None,
-    on_done: Callable[[int], None] | None = None,
+    on_done: Callable[[Finished], None] | None = None,
     prefill_chunk: int = 16,
     share_prefix: bool = True,
     stats: Counter | None = None,
 ) -> list[list[int]]:
-    """Decode a list of token-id prompts; return the new tokens of each, in order."""
+    """Decode a list of token-id prompts; return the new tokens of each, in order.
+
+    `on_done` sees each request as it finishes (its key is the prompt's index).
+    """
 
     class Reporting(ListSource):
         def finished(self, done: Finished) -> Iterable[Any]:
             if on_done is not None:
-                on_done(done.key)
+                on_done(done)
             return super().finished(done)
 
     src = Reporting(prompts)

@@ -91,7 +91,7 @@ def build_pairs(
     """
     from .artifacts import Digests
     from .config import resolve_path
-    from .explore import load_pool, perplexities, pool_path
+    from .explore import global_pool, perplexities, pool_path
 
     iterations = sorted({v.explore_iteration for v in profile.variants if v.explore_iteration})
 
@@ -106,7 +106,7 @@ def build_pairs(
     }
 
     def build() -> list[dict[str, Any]]:
-        pool = load_pool(rdir, max(iterations, default=0), profile.explore.pool_files, problems)
+        pool = global_pool(profile, rdir, max(iterations, default=0), problems)
         perplexity = perplexities(
             init_model, tok, pool, prompt, init_name, keep=lambda r: r.get("well_formed", True)
         )

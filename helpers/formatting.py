@@ -34,8 +34,12 @@ def load_prompt(prompt_file: str | None = None) -> str:
 
 
 def user_turn(question: str, prompt: str | None = None) -> str:
-    """Put the instruction in the user turn before the question, as the paper does."""
-    return f"{prompt if prompt is not None else DEFAULT_PROMPT}\n{question.strip()}"
+    """Put the instruction in the user turn before the question, as the paper does.
+
+    An empty instruction leaves the question alone (the warm-up's answer-only turns).
+    """
+    instruction = prompt if prompt is not None else DEFAULT_PROMPT
+    return f"{instruction}\n{question.strip()}" if instruction else question.strip()
 
 
 def chat_messages(question: str, prompt: str | None = None) -> list[dict[str, str]]:

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,16 +19,23 @@ from typing import Any, Protocol
 
 from .artifacts import append_jsonl, iter_jsonl
 from .config import redact
-from .decoding import decode_continuous
+from .decoding import Finished, decode_continuous
 from .formatting import END_SOLUTION
 
 log = logging.getLogger(__name__)
 
 
+# Called with a prompt's index and its n completions as soon as all n are finished, so a
+# caller can keep each result the moment it exists (an evaluation resumes from them).
+OnResult = Callable[[int, list["Completion"]], None]
+
+
 class Backend(Protocol):
     """What every generation backend does: chat prompts in, n completions per prompt out."""
 
-    def generate(self, prompts: Sequence[Prompt], cfg: SamplingCfg) -> list[list[Completion]]:
+    def generate(
+        self, prompts: Sequence[Prompt], cfg: SamplingCfg, on_result: OnResult | None = None
+    ) -> list[list[Completion]]:
         """Return cfg.n completions for each prompt, in the prompts' order."""
         ...
 
@@ -135,7 +142,9 @@ class HFBackend:
         # Tokens this backend paid for, over all its calls (see decoding.decode).
         self.tokens: Counter = Counter()
 
-    def generate(self, prompts: Sequence[Prompt], cfg: SamplingCfg) -> list[list[Completion]]:
+    def generate(
+        self, prompts: Sequence[Prompt], cfg: SamplingCfg, on_result: OnResult | None = None
+    ) -> list[list[Completion]]:
         """Return cfg.n completions for each prompt, in the prompts' order."""
         from tqdm import tqdm
 
@@ -147,36 +156,49 @@ class HFBackend:
             ((i, k) for i in range(len(encoded)) for k in range(cfg.n)),
             key=lambda r: (-len(encoded[r[0]]), r),
         )
-        eos = self.tok.eos_token_id
         ids = [encoded[i] for i, _ in requests]
         bar = tqdm(total=len(requests), desc="generate", unit="seq", disable=not self.progress)
-        rows = decode_continuous(
+        results: dict[tuple[int, int], Completion] = {}
+
+        def done(f: Finished) -> None:
+            i, k = requests[f.key]
+            results[(i, k)] = self._completion(f.tokens, cfg.stop)
+            bar.update(1)
+            if on_result is not None and all((i, j) in results for j in range(cfg.n)):
+                on_result(i, [results[(i, j)] for j in range(cfg.n)])
+
+        decode_continuous(
             self.model,
             ids,
-            pad_id=self.tok.pad_token_id if self.tok.pad_token_id is not None else eos,
+            pad_id=self.tok.pad_token_id if self.tok.pad_token_id is not None else self.eos,
             batch_size=self.batch_size,
             max_new_tokens=cfg.max_new_tokens,
-            eos=eos,
+            eos=self.eos,
             stopped=self._stop_check(cfg.stop),
             temperature=cfg.temperature,
             top_p=cfg.top_p,
             seed=cfg.seed,
-            on_done=lambda _: bar.update(1),
+            on_done=done,
             stats=self.tokens,
         )
-        results: dict[tuple[int, int], Completion] = {}
-        for row, req in zip(rows, requests, strict=True):
-            ended = eos in row
-            if ended:
-                row = row[: row.index(eos)]
-            text = self.tok.decode(row, skip_special_tokens=False)
-            text, marker = _trim_at_stop(text, cfg.stop)
-            reason = "end_marker" if marker else "end_of_turn" if ended else "length"
-            if reason == "length" and self.stop_loops and repeating_tail(row):
-                reason = "loop"
-            results[req] = Completion(text, len(row), reason)
         bar.close()
         return [[results[(i, k)] for k in range(cfg.n)] for i in range(len(encoded))]
+
+    @property
+    def eos(self) -> int:
+        return self.tok.eos_token_id
+
+    def _completion(self, row: list[int], stop: Sequence[str]) -> Completion:
+        """One finished row as a completion: text cut at a stop string, and why it ended."""
+        ended = self.eos in row
+        if ended:
+            row = row[: row.index(self.eos)]
+        text = self.tok.decode(row, skip_special_tokens=False)
+        text, marker = _trim_at_stop(text, stop)
+        reason = "end_marker" if marker else "end_of_turn" if ended else "length"
+        if reason == "length" and self.stop_loops and repeating_tail(row):
+            reason = "loop"
+        return Completion(text, len(row), reason)
 
     def _stop_check(self, stop: Sequence[str]) -> Any:
         return stop_check(self.tok, stop, self.stop_loops)
@@ -222,7 +244,9 @@ class VLLMBackend:
         )
         self.tok = self.llm.get_tokenizer()
 
-    def generate(self, prompts: Sequence[Prompt], cfg: SamplingCfg) -> list[list[Completion]]:
+    def generate(
+        self, prompts: Sequence[Prompt], cfg: SamplingCfg, on_result: OnResult | None = None
+    ) -> list[list[Completion]]:
         """Return cfg.n completions for each prompt, in the prompts' order."""
         from vllm import SamplingParams
 
@@ -249,7 +273,34 @@ class VLLMBackend:
                 )
                 comps.append(Completion(c.text, len(c.token_ids), reason))
             results.append(comps)
+            if on_result is not None:
+                on_result(len(results) - 1, comps)
         return results
+
+
+def redact_strings(obj: Any, secrets: list[str]) -> Any:
+    """Mask secrets in every string of decoded JSON (a key escaped as \\uXXXX in the raw text is
+    only the key once decoded, so masking the raw text misses it)."""
+    if isinstance(obj, str):
+        return redact(obj, secrets)
+    if isinstance(obj, list):
+        return [redact_strings(v, secrets) for v in obj]
+    if isinstance(obj, dict):
+        return {redact_strings(k, secrets): redact_strings(v, secrets) for k, v in obj.items()}
+    return obj
+
+
+ERROR_BODY_CHARS = 300  # of an error body shown in a message
+
+
+def error_body(text: str, secrets: list[str]) -> str:
+    """An HTTP error body fit to show: decoded when it is JSON, masked, then cut (in that order:
+    a key cut in two would survive masking as its first half)."""
+    try:
+        text = json.dumps(json.loads(text), ensure_ascii=False)
+    except ValueError:
+        pass
+    return redact(text, secrets)[:ERROR_BODY_CHARS]
 
 
 class RetryableError(RuntimeError):
@@ -314,9 +365,9 @@ class OpenAIBackend:
                 if r.status_code == 429 or r.status_code >= 500:
                     raise RetryableError(f"HTTP {r.status_code}")
                 if r.status_code >= 400:
-                    body = redact(r.text[:300], self._secrets)
+                    body = error_body(r.text, self._secrets)
                     raise RuntimeError(f"{self.base_url}: HTTP {r.status_code}: {body}")
-                return json.loads(redact(r.text, self._secrets))
+                return redact_strings(json.loads(r.text), self._secrets)
             except (RetryableError, httpx.TimeoutException, httpx.TransportError) as exc:
                 if attempt == self.max_retries:
                     why = redact(str(exc), self._secrets)
@@ -365,7 +416,9 @@ class OpenAIBackend:
             )
         return comps
 
-    def generate(self, prompts: Sequence[Prompt], cfg: SamplingCfg) -> list[list[Completion]]:
+    def generate(
+        self, prompts: Sequence[Prompt], cfg: SamplingCfg, on_result: OnResult | None = None
+    ) -> list[list[Completion]]:
         """Return cfg.n completions per prompt; answers already in the cache file are reused."""
         from tqdm import tqdm
 
@@ -392,6 +445,8 @@ class OpenAIBackend:
                         self.cache_path,
                         [{"key": keys[i], "completions": [c.as_dict() for c in comps]}],
                     )
+                if on_result is not None:
+                    on_result(i, comps)
                 bar.update(1)
         bar.close()
         return [done[k] for k in keys]

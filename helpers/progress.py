@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -38,6 +39,7 @@ class ProgressLine:
         out: TextIO | None = None,
         every: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        heartbeat: bool = False,
     ) -> None:
         self.tag, self.out, self.every, self.clock = tag, out or sys.stdout, every, clock
         self.tty = bool(getattr(self.out, "isatty", lambda: False)())
@@ -46,6 +48,16 @@ class ProgressLine:
         self.status = ""
         self.shown = ""
         self.width = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        # A training step can take minutes with no output: the elapsed time still ticks, each
+        # second on a terminal and every `every` seconds in a log.
+        if heartbeat:
+            threading.Thread(target=self._beat, args=(min(1.0, every),), daemon=True).start()
+
+    def _beat(self, tick: float) -> None:
+        while not self._stop.wait(tick):
+            self.show()
 
     def write(self, chunk: str) -> int:
         """Take a chunk of notebook output; show its progress, if it has any."""
@@ -60,6 +72,11 @@ class ProgressLine:
 
     def show(self, force: bool = False) -> None:
         """Print the status: in place on a terminal, or as a plain line now and then."""
+        with self._lock:
+            if not self._stop.is_set():
+                self._show(force)
+
+    def _show(self, force: bool) -> None:
         now = self.clock()
         elapsed = fmt_seconds(now - self.t0)
         line = f"{self.tag} running {elapsed}  {self.status}".rstrip()
@@ -76,11 +93,13 @@ class ProgressLine:
 
     def close(self) -> None:
         """End the status line: cleared on a terminal, its last state logged elsewhere."""
+        with self._lock:
+            self._stop.set()
         if self.tty and self.width:
             self.out.write("\r" + " " * self.width + "\r")
             self.out.flush()
         elif not self.tty and self.status and self.status != self.shown:
-            self.show(force=True)
+            self._show(force=True)
 
 
 def fmt_seconds(seconds: float) -> str:

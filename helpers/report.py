@@ -7,7 +7,7 @@ from typing import Any
 
 from .artifacts import atomic_write_text, read_json
 from .stats import mcnemar, paired_bootstrap
-from .tables import COLUMNS, PAPER_ROWS, write_table
+from .tables import COLUMNS, PAPER_ROWS, markdown, undefined_gains, write_table
 
 # The paper's comparisons, as (better row, worse row, what it shows), checked on our run.
 CLAIMS = [
@@ -68,8 +68,22 @@ EFFECT_COLUMNS = [
     "only a / only b",
     "McNemar p",
     "paper",
-    "same sign",
+    "verdict",
 ]
+
+ALPHA = 0.05  # the significance level of the Effects table's verdicts
+
+
+def verdict(ours: float, paper: float, p: float) -> str:
+    """Whether a paired difference of ours shows the paper's effect: the direction, and whether
+    McNemar's test separates it from chance at ALPHA."""
+    if ours == 0:
+        return "no difference"
+    same = (ours > 0) == (paper > 0) if paper else None
+    direction = "paper's direction" if same else "opposite direction" if same is False else ""
+    if p < ALPHA:
+        return "holds" if same else "reversed" if same is False else f"differs (p < {ALPHA})"
+    return f"not shown ({direction})" if direction else "not shown"
 
 
 def effects(profile: Any, summaries: dict[str, dict]) -> Any:
@@ -104,7 +118,7 @@ def effects(profile: Any, summaries: dict[str, dict]) -> Any:
                     "only a / only b": f"{only_a} / {only_b}",
                     "McNemar p": round(p, 3),
                     "paper": round(paper, 1),
-                    "same sign": (diff > 0) == (paper > 0) if diff and paper else diff == paper,
+                    "verdict": verdict(diff, paper, p),
                 }
             )
     return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
@@ -327,7 +341,14 @@ def write_report(
             )
     for name, df in tabs.items():
         if len(df):
-            lines += ["", f"## {name.replace('table', 'Table ')}", "", df.to_markdown(index=False)]
+            lines += ["", f"## {name.replace('table', 'Table ')}", "", markdown(df)]
+            empty = undefined_gains(df)
+            if empty:
+                lines += [
+                    "",
+                    f"No gain of ours on {', '.join(empty)}: the backbone scores 0% there, and "
+                    "a gain relative to 0 (the paper's (acc - backbone) / backbone) is undefined.",
+                ]
     eff = effects(profile, summaries)
     if len(eff):
         lines += [
@@ -338,7 +359,7 @@ def write_report(
             "paired bootstrap interval of our difference, the problems only the first or only "
             "the second variant solves, and McNemar's exact p-value. One training seed each.",
             "",
-            eff.to_markdown(index=False),
+            markdown(eff),
         ]
     data = data_summary(rdir)
     if data:
@@ -353,7 +374,7 @@ def write_report(
             "first correct rollout), pass@1 and pass@k as the share solved within k attempts, "
             "and the tokens spent against drawing every problem's full number of rollouts.",
             "",
-            explored.to_markdown(index=False),
+            markdown(explored),
         ]
     timings = stage_timings(rdir, profile)
     if len(timings):
@@ -367,7 +388,7 @@ def write_report(
             "shared: prompt rows copied from an identical prompt instead, generated: decoded "
             "tokens, trained: training tokens):",
             "",
-            timings.to_markdown(index=False),
+            markdown(timings),
         ]
     lines += ["", "## Figures", ""]
     for name, title in FIGURES:

@@ -21,6 +21,7 @@ from typing import Any
 
 from .artifacts import Digests, atomic_write_text, read_json, write_json
 from .config import (
+    FORCE_ENV,
     SECTIONS_ENV,
     Profile,
     ProfileError,
@@ -206,6 +207,8 @@ def why_run(
     if manifest is None:
         return "never ran"
     status = manifest.get("status")
+    if status == "running":  # the lock says no runner holds the folder: its runner died
+        return "last run was killed or crashed before it finished"
     if status != "done":
         return f"last run {status}" if status else "never finished"
     if manifest.get("fingerprint") != fingerprint:
@@ -223,18 +226,27 @@ def why_run(
     return None
 
 
-def check_inputs(ex: Execution, rdir: Path, outside: list[Execution], digests: Digests) -> None:
-    """Refuse an input whose producer, outside this selection, did not write it as it is now."""
+def check_inputs(ex: Execution, rdir: Path, producers: list[Execution], digests: Digests) -> None:
+    """Refuse to run on an input that is not, byte for byte, what its producer wrote.
+
+    Every byte of every input is read here (inputs are small next to the work an execution
+    does), so damage that kept a file's size and time is caught before anything uses it; the
+    digest cache is corrected on the way, so the next run redoes the producer.
+    """
     for i in ex.inputs:
-        producer = next((p for p in outside if any(_covers(o, i) for o in p.outputs)), None)
-        if producer is None:
+        producer = next((p for p in producers if any(_covers(o, i) for o in p.outputs)), None)
+        if producer is None or producer is ex:
             continue
         m = _manifest(rdir, producer) or {}
         out = next(o for o in producer.outputs if _covers(o, i))
-        if m.get("status") == "done" and digests.path(rdir / out) != m.get("outputs", {}).get(out):
+        if m.get("status") != "done" or out not in m.get("outputs", {}):
+            continue
+        if digests.path(rdir / out, trust_stat=False) != m["outputs"][out]:
+            digests.save()
             raise ExecutionFailed(
                 f"{ex.key} needs {i}, which changed after {producer.key} wrote it (damaged or "
-                f"edited); run {producer.key} again first: --only {producer.key}"
+                f"edited); run the same command again to redo {producer.key} first (or "
+                f"--only {producer.key} --force)"
             )
 
 
@@ -266,20 +278,27 @@ class Interrupted(RuntimeError):
 
 
 @contextlib.contextmanager
-def _sections_env(ex: Execution) -> Iterator[None]:
-    """Let the kernel's profile hand out only the sections the execution's record lists."""
-    old = os.environ.get(SECTIONS_ENV)
-    if ex.sections is None:
-        os.environ.pop(SECTIONS_ENV, None)
-    else:
-        os.environ[SECTIONS_ENV] = ",".join(ex.sections)
+def _kernel_env(ex: Execution, forced: bool) -> Iterator[None]:
+    """What the kernel inherits: the sections its profile may hand out (the execution's record
+    lists them) and whether the run is forced (resumable partial outputs start afresh)."""
+    values = {
+        SECTIONS_ENV: None if ex.sections is None else ",".join(ex.sections),
+        FORCE_ENV: "1" if forced else None,
+    }
+    old = {k: os.environ.get(k) for k in values}
+
+    def put(items: dict[str, str | None]) -> None:
+        for k, v in items.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    put(values)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop(SECTIONS_ENV, None)
-        else:
-            os.environ[SECTIONS_ENV] = old
+        put(old)
 
 
 def _kernel_manager(log_path: Path) -> type:
@@ -364,7 +383,7 @@ def execute_plan(
     digests = Digests(rdir / "manifests" / ".digests.json")
     outcomes: list[str] = []
     t_run = time.time()
-    outside = [ex for ex in (full_plan or plan) if ex not in plan]
+    producers = list(full_plan or plan)
     redone: list[str] = []  # outputs a dry run's earlier executions would rewrite
     for i, ex in enumerate(plan, 1):
         # Decided at the execution's turn: an upstream execution that just ran may have
@@ -384,7 +403,7 @@ def execute_plan(
             outcomes.append("skip")
             log(f"{tag} skip (done, unchanged)")
             continue
-        check_inputs(ex, rdir, outside, digests)
+        check_inputs(ex, rdir, producers, digests)
         out_nb = rdir / "notebooks" / f"{ex.notebook.stem}__{ex.slug}.ipynb"
         out_nb.parent.mkdir(parents=True, exist_ok=True)
         manifest_path = rdir / "manifests" / f"{ex.slug}.json"
@@ -404,14 +423,14 @@ def execute_plan(
         write_json(manifest_path, manifest)
         log(f"{tag} running ({why}; elapsed {fmt_seconds(time.time() - t_run)})")
         t0 = time.time()
-        line = ProgressLine(tag, progress_out)
+        line = ProgressLine(tag, progress_out, heartbeat=True)
 
         def fail(status: str, error: str, manifest=manifest, path=manifest_path) -> None:
             manifest.update(status=status, end=time.strftime("%Y-%m-%dT%H:%M:%S"), error=error)
             write_json(path, manifest)
 
         try:
-            with _sections_env(ex):
+            with _kernel_env(ex, forced=force or why == "forced"):
                 pm.execute_notebook(
                     str(ex.notebook),
                     str(out_nb),
@@ -465,6 +484,32 @@ def execute_plan(
     return outcomes
 
 
+def closing_line(rdir: Path, outcomes: list[str], seconds: float, dry_run: bool) -> str:
+    """What the run did, how long it took, and where its report is."""
+    counts = {k: outcomes.count(k) for k in ("ran", "skip", "would run")}
+    if dry_run:
+        return f"dry run: {counts['would run']} would run, {counts['skip']} would be skipped"
+    stage = sum(
+        float(m.get("seconds") or 0)
+        for p in sorted((rdir / "manifests").glob("*.json"))
+        if (m := _read_manifest(p)) and m.get("status") == "done"
+    )
+    line = (
+        f"finished: {counts['ran']} ran, {counts['skip']} skipped, in {fmt_seconds(seconds)} "
+        f"(stage time of the whole run so far: {fmt_seconds(stage)})"
+    )
+    report = rdir / "REPORT.md"
+    return line + (f"; report: {rel(report)}" if report.exists() else "")
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        m = read_json(path)
+    except (ValueError, OSError):
+        return None
+    return m if isinstance(m, dict) and "stage" in m else None
+
+
 def pick_kernel() -> str:
     """Use the project's registered kernel when present, else the default python3 kernel."""
     from jupyter_client.kernelspec import KernelSpecManager
@@ -500,8 +545,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.dry_run  # a dry run reads and changes nothing
             else run_lock(rdir, wait=args.wait, log=lambda s: print(s, flush=True))
         )
+        t0 = time.time()
         with lock:
-            execute_plan(
+            outcomes = execute_plan(
                 plan,
                 rdir,
                 profile=profile,
@@ -511,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
                 log=lambda s: print(s, flush=True),
                 full_plan=full,
             )
+        print(closing_line(rdir, outcomes, time.time() - t0, args.dry_run), flush=True)
     except Interrupted as exc:
         print(
             f"\ninterrupted during {exc}; finished work is kept: run the same command again "

@@ -193,9 +193,25 @@ def build_table(
     return pd.DataFrame(rows)
 
 
+def markdown(df: Any) -> str:
+    """A table as Markdown, with '-' in the cells that hold nothing (never 'nan' or 'None')."""
+    import pandas as pd
+
+    return df.astype(object).where(pd.notna(df), "-").to_markdown(index=False)
+
+
+def undefined_gains(df: Any) -> list[str]:
+    """The benchmarks whose 'gain ours' column is empty: the backbone scored 0% there."""
+    return [
+        c.removesuffix(" gain ours")
+        for c in df.columns
+        if c.endswith(" gain ours") and df[c].isna().all()
+    ]
+
+
 def write_table(df: Any, out_dir: Path, name: str) -> None:
     """Write a table as Markdown and CSV."""
     from .artifacts import atomic_write_text
 
-    atomic_write_text(Path(out_dir) / f"{name}.md", df.to_markdown(index=False) + "\n")
+    atomic_write_text(Path(out_dir) / f"{name}.md", markdown(df) + "\n")
     atomic_write_text(Path(out_dir) / f"{name}.csv", df.to_csv(index=False))

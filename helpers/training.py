@@ -236,9 +236,20 @@ def text_progress(trainer: Any) -> None:
 
     if SECTIONS_ENV not in os.environ:
         return
+
+    class LabelledProgress(ProgressCallback):
+        """The Trainer's text bar, named so the runner's status line says what it counts."""
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            from tqdm.auto import tqdm
+
+            if state.is_world_process_zero:
+                self.training_bar = tqdm(total=state.max_steps, desc="train steps")
+            self.current_step = 0
+
     trainer.remove_callback(NotebookProgressCallback)
-    if not any(isinstance(c, ProgressCallback) for c in trainer.callback_handler.callbacks):
-        trainer.add_callback(ProgressCallback)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(LabelledProgress)
 
 
 def completion_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) -> Any:

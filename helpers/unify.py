@@ -222,12 +222,15 @@ def import_release(path: str | Path) -> list[dict[str, Any]]:
 
     path = Path(path)
     demos, bad = [], []
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
+    with path.open("rb") as f:
+        for i, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             try:
-                r = json.loads(line)
+                r = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                bad.append(f"line {i}: not UTF-8 text (byte {exc.start}: {raw[exc.start]:#04x})")
+                continue
             except json.JSONDecodeError as exc:
                 bad.append(f"line {i}: not valid JSON ({exc.msg})")
                 continue

@@ -40,7 +40,7 @@ def test_greedy_matches_generate_one_by_one(tiny_lm, batch_size, chunk):
         batch_size=batch_size,
         max_new_tokens=10,
         eos=None,
-        on_done=done.append,
+        on_done=lambda f: done.append(f.key),
         prefill_chunk=chunk,
     )
     assert got == [_reference(tiny_lm, p, 10) for p in PROMPTS]

@@ -96,10 +96,29 @@ def test_effects_compare_our_differences_with_the_papers():
     # only the comparison whose two variants exist is made
     assert set(eff["claim"]) == {"distilling 3.9k helps"}
     rows = {r["benchmark"]: r for r in eff.to_dict("records")}
-    assert rows["MATH-OAI"]["ours"] == 90.0 and rows["MATH-OAI"]["same sign"]
+    assert rows["MATH-OAI"]["ours"] == 90.0 and rows["MATH-OAI"]["verdict"] == "holds"
     assert rows["MATH-OAI"]["only a / only b"] == "18 / 0" and rows["MATH-OAI"]["McNemar p"] < 0.001
-    assert not rows["GPQA"]["same sign"] and rows["GPQA"]["McNemar p"] == 1.0
-    assert rows["AIME"]["ours"] == 0.0 and not rows["AIME"]["same sign"]
+    assert rows["GPQA"]["verdict"] == "not shown (opposite direction)"
+    assert rows["GPQA"]["McNemar p"] == 1.0
+    # a difference of exactly 0 is no difference, not a sign that disagrees
+    assert rows["AIME"]["ours"] == 0.0 and rows["AIME"]["verdict"] == "no difference"
+
+
+def test_effect_verdicts():
+    assert report.verdict(10.0, 5.0, 0.01) == "holds"
+    assert report.verdict(-10.0, 5.0, 0.01) == "reversed"
+    assert report.verdict(3.0, 5.0, 0.4) == "not shown (paper's direction)"
+    assert report.verdict(0.0, 5.0, 1.0) == "no difference"
+
+
+def test_report_cells_say_nothing_rather_than_nan(tmp_path):
+    import pandas as pd
+
+    df = pd.DataFrame({"a": [1.0, None], "b": ["x", None]})
+    text = tables.markdown(df)
+    assert "nan" not in text and "None" not in text and "-" in text
+    t2 = pd.DataFrame({"MATH-OAI gain ours": [None, None], "AIME gain ours": [1.0, None]})
+    assert tables.undefined_gains(t2) == ["MATH-OAI"]
 
 
 def test_paired_tests_against_hand_computed_values():
