@@ -6,6 +6,7 @@ chosen) and `openai` (any OpenAI-compatible endpoint, with retries and a resumab
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -296,10 +297,8 @@ ERROR_BODY_CHARS = 300  # of an error body shown in a message
 def error_body(text: str, secrets: list[str]) -> str:
     """An HTTP error body fit to show: decoded when it is JSON, masked, then cut (in that order:
     a key cut in two would survive masking as its first half)."""
-    try:
+    with contextlib.suppress(ValueError):
         text = json.dumps(json.loads(text), ensure_ascii=False)
-    except ValueError:
-        pass
     return redact(text, secrets)[:ERROR_BODY_CHARS]
 
 

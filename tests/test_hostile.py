@@ -186,7 +186,7 @@ def test_damage_inside_a_pool_says_what_to_do_and_force_starts_afresh(tmp_path, 
     assert "line 2: not valid JSON" in str(exc.value) and "--force" in str(exc.value)
     assert pool.read_text() == text  # nothing lost
     monkeypatch.setenv(FORCE_ENV, "1")
-    rows, logged = _resume(pool)
+    rows, _ = _resume(pool)
     assert rows == [] and not pool.exists()
     kept = list(pool.parent.glob("pool.replaced-*.jsonl"))
     assert len(kept) == 1 and kept[0].read_text() == text
@@ -224,7 +224,7 @@ def test_an_earlier_pool_joins_with_its_counts_or_stops_when_nothing_does(tmp_pa
     assert "1 records joined (1 other problems, 1 unfit records left out)" in logged[0]
     foreign = tmp_path / "foreign.jsonl"
     _write_lines(foreign, [_rollout(pid="elsewhere")])
-    with pytest.raises(ValueError, match="nothing in .* joins this run's pool"):
+    with pytest.raises(ValueError, match=r"nothing in .* joins this run's pool"):
         load_pool(tmp_path / "run", 0, [str(foreign)], _problems(), log=logged.append)
     rows = load_pool(
         tmp_path / "run", 0, [str(foreign)], _problems(), unmatched="warn", log=logged.append
@@ -252,7 +252,7 @@ def test_same_size_damage_with_its_time_put_back_is_caught_before_use(tmp_path):
     plan[1].parameters["sleep"] = 0.01  # two must run now: its settings changed
     from helpers.run import ExecutionFailed
 
-    with pytest.raises(ExecutionFailed, match="two:v1 needs one/a.txt, which changed after one"):
+    with pytest.raises(ExecutionFailed, match=r"two:v1 needs one/a\.txt, which changed after one"):
         run(plan, rdir)
     outcomes, lines = run(plan, rdir)  # the same command again: one is redone first
     assert outcomes == ["ran", "ran"] and "output one/a.txt changed" in lines[0]
