@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
 import pytest
 
+from helpers.figures import compare, expected_path, run_figures
+
 pytestmark = pytest.mark.slow
+
+
+# Kernels held to one instruction set and fp32: the run then gives the same figures on AVX2-only
+# and AVX-512 machines, so its expected figures can be compared exactly.
+ONE_ISA = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
 
 
 def run(*args):
@@ -16,6 +29,7 @@ def run(*args):
         capture_output=True,
         text=True,
         timeout=1500,
+        env={**os.environ, **ONE_ISA},
     )
 
 
@@ -43,6 +57,11 @@ def test_smoke_profile_end_to_end_then_skips(tmp_outputs):
     ]:
         assert (rdir / artifact).exists(), artifact
     assert "| Thought, SFT loss | dpo_thought |" in (rdir / "REPORT.md").read_text()
+    # The numbers a reader relies on, pinned: `python -m helpers.figures params/smoke.yaml
+    # --update` rewrites them after an intended change (its commit says why).
+    expected = json.loads(expected_path("smoke").read_text())
+    moved = compare(expected, run_figures(rdir))
+    assert not moved, "figures of the smoke run moved:\n" + "\n".join(moved)
     second = run()
     assert second.returncode == 0 and "running" not in second.stdout
     assert second.stdout.count("skip (done, unchanged)") == 12

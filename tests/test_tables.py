@@ -165,3 +165,16 @@ def test_publish_copies_the_report_but_no_models(tmp_path):
     (run / "REPORT.md").unlink()
     with pytest.raises(FileNotFoundError, match="run the analyse stage first"):
         report.publish(run, dest, prof)
+
+
+def test_a_moved_figure_is_named_with_both_values():
+    from helpers.figures import compare
+
+    expected = {"eval.sft_small.normal.accuracy": 25.0, "dpo.pairs": 2, "unify.kept": 30}
+    found = {"eval.sft_small.normal.accuracy": 50.0, "dpo.pairs": 2, "mix.small.size": 6}
+    assert compare(expected, found) == [
+        "eval.sft_small.normal.accuracy: expected 25.0, found 50.0",
+        "mix.small.size: 6 in the run, not in the expected figures",
+        "unify.kept: expected 30, missing from the run",
+    ]
+    assert compare(expected, dict(expected, **{"eval.sft_small.normal.accuracy": 25.004})) == []
