@@ -35,10 +35,10 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 publish: setup   # copy a finished run's report, tables and figures to outputs/reference
-	$(BIN)/python -m helpers.report $(PARAMS)
+	$(BIN)/python -m helpers.analysis.report $(PARAMS)
 
 bench: setup
-	$(BIN)/python -m helpers.bench
+	$(BIN)/python tools/bench.py
 
 notebooks: setup   # re-execute the committed notebooks in place at their smoke defaults
 	$(BIN)/python tools/refresh_notebooks.py

@@ -41,7 +41,7 @@ def tmp_outputs(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def backbone():
     """The embedded backbone and its tokenizer, loaded once (fp32 for speed on AVX2 CPUs)."""
-    from helpers.models import load_model
+    from helpers.infer.models import load_model
 
     return load_model("smollm2-135m-instruct", dtype="fp32")
 
@@ -52,7 +52,7 @@ def small_model():
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from helpers.models import load_tokenizer, resolve_model_path
+    from helpers.infer.models import load_tokenizer, resolve_model_path
 
     cfg = AutoConfig.from_pretrained(resolve_model_path("smollm2-135m-instruct"))
     cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size = 2, 64, 128
@@ -89,7 +89,7 @@ def tiny_lm():
 
 def sample(model, source, **settings):
     """Run the decode loop over a source, sampling with log-probs (no shared head, no EOS)."""
-    from helpers.decoding import decode
+    from helpers.infer.decoding import decode
 
     args = dict(head=[], pad_id=0, eos=None, temperature=1.0, logprobs=True)
     return decode(model, source, **{**args, **settings})

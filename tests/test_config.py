@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from helpers.config import ProfileError, load_profile
+from helpers.pipeline.config import ProfileError, load_profile
 
 GOOD = textwrap.dedent("""\
     run: t

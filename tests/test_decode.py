@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from helpers.decoding import ListSource, decode, decode_continuous
+from helpers.infer.decoding import ListSource, decode, decode_continuous
 from tests.conftest import sample
 
 transformers = pytest.importorskip("transformers")
@@ -168,7 +168,7 @@ def test_shared_head_is_computed_once_and_changes_nothing(tiny_lm, batch_size):
 
 
 def test_growing_cache_layer_matches_concatenation():
-    from helpers.kvcache import HEADROOM, GrowingLayer
+    from helpers.infer.kvcache import HEADROOM, GrowingLayer
 
     torch.manual_seed(0)
     layer, ref = GrowingLayer(), []

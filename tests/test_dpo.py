@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from helpers.config import DPOCfg
-from helpers.dpo import DPOSpec, build_trainer, pair_rows, take_pairs, trained_text, turn_end
-from helpers.formatting import BEGIN_SOLUTION, END_SOLUTION, END_THOUGHT, format_response
+from helpers.grading.formatting import BEGIN_SOLUTION, END_SOLUTION, END_THOUGHT, format_response
+from helpers.pipeline.config import DPOCfg
+from helpers.train.dpo import DPOSpec, build_trainer, pair_rows, take_pairs, trained_text, turn_end
 
 
 def traj(pid, i, correct, well_formed=True):

@@ -12,8 +12,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers.decoding import Finished, ListSource
-from helpers.explore import (
+from helpers.grading.formatting import format_response
+from helpers.infer.decoding import Finished, ListSource
+from helpers.infer.scoring import score_hf
+from helpers.method.explore import (
     ExploreSource,
     first_success,
     iteration_stats,
@@ -22,8 +24,6 @@ from helpers.explore import (
     select,
     solved_within,
 )
-from helpers.formatting import format_response
-from helpers.scoring import score_hf
 from tests.conftest import sample
 
 transformers = pytest.importorskip("transformers")
@@ -235,9 +235,10 @@ def test_iteration_stats_count_what_fixed_rollouts_would_have_spent():
 def test_explore_killed_while_writing_resumes_from_its_pool_file(
     small_model, tmp_path, monkeypatch
 ):
-    import helpers.explore as ex
-    from helpers.config import BenchmarkCfg
-    from helpers.tasks import build_benchmark
+    import helpers.method.explore as ex
+
+    from helpers.pipeline.config import BenchmarkCfg
+    from helpers.world.tasks import build_benchmark
 
     model, tok = small_model
     problems = build_benchmark("h", BenchmarkCfg(kind="hard", size=3))
@@ -286,9 +287,9 @@ def test_explore_killed_while_writing_resumes_from_its_pool_file(
 
 
 def test_explore_problems_share_out_the_groups_and_avoid_pools_and_benchmarks(tmp_path):
-    from helpers.config import load_profile
-    from helpers.explore import explore_problems
-    from helpers.tasks import POOL_FAMILIES
+    from helpers.method.explore import explore_problems
+    from helpers.pipeline.config import load_profile
+    from helpers.world.tasks import POOL_FAMILIES
 
     prof = load_profile("params/tiny.yaml")
     assert prof.explore.groups == ["normal_math", "hard_math"]
@@ -304,9 +305,10 @@ def test_explore_problems_share_out_the_groups_and_avoid_pools_and_benchmarks(tm
 
 
 def test_the_bar_moves_when_a_problem_is_solved_or_out_of_attempts(small_model, tmp_path, capsys):
-    import helpers.explore as ex
-    from helpers.config import BenchmarkCfg
-    from helpers.tasks import build_benchmark
+    import helpers.method.explore as ex
+
+    from helpers.pipeline.config import BenchmarkCfg
+    from helpers.world.tasks import build_benchmark
 
     model, tok = small_model
     problems = build_benchmark("h", BenchmarkCfg(kind="hard", size=2))

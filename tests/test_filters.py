@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import filters
-from helpers.config import UnifyCfg
-from helpers.unify import answers_agree, clean, filter_report, import_release
+from helpers.grading import filters
+from helpers.method.unify import answers_agree, clean, filter_report, import_release
+from helpers.pipeline.config import UnifyCfg
 
 from .conftest import FIXTURES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers.formatting import (
+from helpers.grading.formatting import (
     BEGIN_SOLUTION,
     END_SOLUTION,
     MARKERS,

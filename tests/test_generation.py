@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from helpers.formatting import chat_messages
-from helpers.generation import (
+from helpers.grading.formatting import chat_messages
+from helpers.infer.generation import (
     Completion,
     HFBackend,
     OpenAIBackend,
@@ -17,7 +17,7 @@ from helpers.generation import (
     make_backend,
     repeating_tail,
 )
-from helpers.serve import make_handler, start_server
+from tools.serve import make_handler, start_server
 
 
 def test_hf_backend_batches_and_reports_stop_reasons(backbone):

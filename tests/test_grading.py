@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers.answers import extract_answer, extract_choice, last_boxed
-from helpers.formatting import format_response
-from helpers.grading import grade, math_equal, restates_expression
-from helpers.problem import gym_entry
-from helpers.verifiers import check_expression
+from helpers.grading.answers import extract_answer, extract_choice, last_boxed
+from helpers.grading.formatting import format_response
+from helpers.grading.grade import grade, math_equal, restates_expression
+from helpers.grading.verifiers import check_expression
+from helpers.world.problem import gym_entry
 
 
 def math_ex(answer):
@@ -105,8 +105,8 @@ def test_choice_never_a_stray_capital(resp):
 
 
 def test_gym_verifier_accepts_any_valid_countdown_expression():
-    from helpers.config import BenchmarkCfg
-    from helpers.tasks import build_benchmark
+    from helpers.pipeline.config import BenchmarkCfg
+    from helpers.world.tasks import build_benchmark
 
     ex = next(
         r
@@ -120,8 +120,8 @@ def test_gym_verifier_accepts_any_valid_countdown_expression():
 def test_expression_tasks_reject_the_bare_target_number():
     # The gold is an expression that evaluates to the target; math equivalence would accept
     # the target itself, which is no solution at all.
-    from helpers.config import BenchmarkCfg
-    from helpers.tasks import build_benchmark
+    from helpers.pipeline.config import BenchmarkCfg
+    from helpers.world.tasks import build_benchmark
 
     exs = build_benchmark("h", BenchmarkCfg(kind="hard", size=9))
     for family in ("countdown", "puzzle24"):
@@ -138,8 +138,8 @@ def test_expression_tasks_reject_the_bare_target_number():
 def test_restating_the_question_is_not_an_answer():
     # math-verify would evaluate "26 + 19 - 57" and call it equal to the gold -12; the model
     # computed nothing. Seen in a tiny run: an SFT model boxed the question's own chain.
-    from helpers.config import BenchmarkCfg
-    from helpers.tasks import build_benchmark
+    from helpers.pipeline.config import BenchmarkCfg
+    from helpers.world.tasks import build_benchmark
 
     exs = build_benchmark("h", BenchmarkCfg(kind="hard", size=9))
     chain = next(r for r in exs if r["family"] == "long_chain")
@@ -156,7 +156,7 @@ def test_restating_the_question_is_not_an_answer():
 def test_regrade_rewrites_verdicts_from_stored_responses(tmp_path):
     import json
 
-    from helpers.evaluation import regrade, summarize
+    from helpers.method.evaluation import regrade, summarize
 
     ex = {"id": "q1", "question": "What is 2 + 3?", "answer": "5", "answer_type": "math"}
     rec = {

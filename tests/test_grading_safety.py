@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers.answers import boxed_spans, read_choice
-from helpers.config import BenchmarkCfg
-from helpers.formatting import format_response
-from helpers.grading import GYM_CHECKS, grade
-from helpers.problem import gym_entry
-from helpers.tasks import FAMILIES, build_benchmark, make_example
-from helpers.unify import RELEASE_DOMAINS, import_release
-from helpers.verifiers import check_expression
+from helpers.grading.answers import boxed_spans, read_choice
+from helpers.grading.formatting import format_response
+from helpers.grading.grade import GYM_CHECKS, grade
+from helpers.grading.verifiers import check_expression
+from helpers.method.unify import RELEASE_DOMAINS, import_release
+from helpers.pipeline.config import BenchmarkCfg
+from helpers.world.problem import gym_entry
+from helpers.world.tasks import FAMILIES, build_benchmark, make_example
 
 from .conftest import FIXTURES
 
@@ -269,7 +269,7 @@ def test_box_search_is_linear():
 def test_timeouts_restore_an_outer_timer():
     import signal
 
-    from helpers.grading import deadline
+    from helpers.grading.grade import deadline
 
     signal.setitimer(signal.ITIMER_REAL, 50.0)
     try:
@@ -341,7 +341,7 @@ def test_importer_accepts_the_release_domains_in_any_case(tmp_path):
 
 
 def _knights_open(n):
-    from helpers.tasks import make_example
+    from helpers.world.tasks import make_example
 
     return [
         make_example("knights_knaves", 11, n, i, "other", f"k-{i}", as_choice=False)
@@ -351,8 +351,8 @@ def _knights_open(n):
 
 @pytest.mark.parametrize("ex", _knights_open(6), ids=lambda e: e["id"])
 def test_our_role_check_agrees_with_the_library_on_full_credit(ex):
-    from helpers.problem import freeze, gym_dataset, gym_entry
-    from helpers.verifiers import check_roles, role_assignments
+    from helpers.grading.verifiers import check_roles, role_assignments
+    from helpers.world.problem import freeze, gym_dataset, gym_entry
 
     g = ex["gym"]
     library = gym_dataset(g["dataset"], freeze(g["config"]), g["seed"], g["size"])

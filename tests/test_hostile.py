@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.artifacts import DamagedFile, read_jsonl, resume_jsonl
-from helpers.config import FORCE_ENV, ProfileError, load_profile
+from helpers.pipeline.artifacts import DamagedFile, read_jsonl, resume_jsonl
+from helpers.pipeline.config import FORCE_ENV, ProfileError, load_profile
 
 from .test_config import GOOD, error_of, write
 from .test_runner import plan_in, run
@@ -148,7 +148,7 @@ SETTINGS = {"max_rollouts": 4, "max_new_tokens": 16}
 
 
 def _resume(path: Path, **kw):
-    from helpers.explore import resume_pool
+    from helpers.method.explore import resume_pool
 
     logged: list[str] = []
     rows = resume_pool(path, "fp", _problems(), SETTINGS, "m", log=logged.append, **kw)
@@ -209,7 +209,7 @@ def test_a_resumed_pool_refuses_records_a_rollout_cannot_be(tmp_path, row, why):
 
 
 def test_an_earlier_pool_joins_with_its_counts_or_stops_when_nothing_does(tmp_path):
-    from helpers.explore import load_pool
+    from helpers.method.explore import load_pool
 
     earlier = tmp_path / "earlier.jsonl"
     _write_lines(
@@ -250,7 +250,7 @@ def test_same_size_damage_with_its_time_put_back_is_caught_before_use(tmp_path):
     f.write_text("X" * st.st_size)
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     plan[1].parameters["sleep"] = 0.01  # two must run now: its settings changed
-    from helpers.run import ExecutionFailed
+    from helpers.pipeline.run import ExecutionFailed
 
     with pytest.raises(ExecutionFailed, match=r"two:v1 needs one/a\.txt, which changed after one"):
         run(plan, rdir)
@@ -281,7 +281,7 @@ class Dying:
         self.die_after, self.generated = die_after, 0
 
     def generate(self, prompts, cfg, on_result=None):
-        from helpers.generation import Completion
+        from helpers.infer.generation import Completion
 
         out = []
         for i, p in enumerate(prompts):
@@ -306,7 +306,7 @@ def _bench(n):
 
 
 def test_an_interrupted_evaluation_resumes_from_what_it_finished(tmp_path, monkeypatch):
-    from helpers.evaluation import evaluate_model
+    from helpers.method.evaluation import evaluate_model
 
     bench = _bench(10)
     with pytest.raises(KeyboardInterrupt):
@@ -351,7 +351,7 @@ def _server(status: int, body: str):
 
 
 def _ask(url):
-    from helpers.generation import OpenAIBackend, Prompt, SamplingCfg
+    from helpers.infer.generation import OpenAIBackend, Prompt, SamplingCfg
 
     be = OpenAIBackend(url, "m", KEY, max_retries=0, progress=False)
     return be.generate([Prompt([{"role": "user", "content": "hi"}])], SamplingCfg(stop=()))
@@ -384,7 +384,7 @@ def test_a_key_written_with_unicode_escapes_is_masked_once_decoded():
 
 
 def test_the_run_closes_with_its_time_and_where_the_report_is(tmp_path):
-    from helpers.run import closing_line
+    from helpers.pipeline.run import closing_line
 
     plan, rdir = plan_in(tmp_path)
     outcomes, _ = run(plan, rdir)
@@ -408,7 +408,7 @@ def test_a_killed_run_is_called_killed_not_running(tmp_path):
 
 
 def test_the_status_line_ticks_without_output():
-    from helpers.progress import ProgressLine
+    from helpers.pipeline.progress import ProgressLine
 
     log = io.StringIO()
     line = ProgressLine("[3/9] sft:x", log, every=0.2, heartbeat=True)
@@ -420,7 +420,7 @@ def test_the_status_line_ticks_without_output():
 
 
 def test_the_explore_table_names_the_profiles_rollouts_and_has_no_empty_cells():
-    from helpers.explore import iteration_stats, problems_note, stats_table
+    from helpers.method.explore import iteration_stats, problems_note, stats_table
 
     problems = [dict(p, family=f) for p, f in zip(_problems(3), ["a", "a", "b"], strict=True)]
     rows = [_rollout("p0", 1, correct=True), _rollout("p1", 1), _rollout("p1", 2)]
@@ -435,8 +435,8 @@ def test_the_explore_table_names_the_profiles_rollouts_and_has_no_empty_cells():
 
 
 def test_the_importer_refuses_latin1_bytes_with_the_line(tmp_path):
-    from helpers.formatting import format_response
-    from helpers.unify import import_release
+    from helpers.grading.formatting import format_response
+    from helpers.method.unify import import_release
 
     good = {"question": "q", "combined_text": format_response("t", "s"), "domain": "math"}
     p = tmp_path / "r.jsonl"
@@ -461,6 +461,6 @@ def test_the_importer_refuses_latin1_bytes_with_the_line(tmp_path):
     ],
 )
 def test_an_answer_phrase_yields_the_answer_not_the_words_after_it(text, answer):
-    from helpers.answers import read_answer
+    from helpers.grading.answers import read_answer
 
     assert read_answer(text).answer == answer

@@ -2,7 +2,7 @@
 
 from collections import Counter
 
-from helpers import mixing
+from helpers.method import mixing
 
 
 def demo(group: str, family: str | None, problem: int, rollout: int = 0) -> dict:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from helpers.figures import compare, expected_path, run_figures
+from helpers.analysis.figures import compare, expected_path, run_figures
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +57,7 @@ def test_smoke_profile_end_to_end_then_skips(tmp_outputs):
     ]:
         assert (rdir / artifact).exists(), artifact
     assert "| Thought, SFT loss | dpo_thought |" in (rdir / "REPORT.md").read_text()
-    # The numbers a reader relies on, pinned: `python -m helpers.figures params/smoke.yaml
+    # The numbers a reader relies on, pinned: `python -m helpers.analysis.figures params/smoke.yaml
     # --update` rewrites them after an intended change (its commit says why).
     expected = json.loads(expected_path("smoke").read_text())
     moved = compare(expected, run_figures(rdir))

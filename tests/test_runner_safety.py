@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers.config import load_profile
-from helpers.lock import RunLocked, run_lock
-from helpers.paths import cache_root, outputs_root, repo_root
-from helpers.progress import ProgressLine, parse_progress
-from helpers.run import (
+from helpers.pipeline.config import load_profile
+from helpers.pipeline.lock import RunLocked, run_lock
+from helpers.pipeline.paths import cache_root, outputs_root, repo_root
+from helpers.pipeline.progress import ProgressLine, parse_progress
+from helpers.pipeline.run import (
     Execution,
     ExecutionFailed,
     build_plan,
@@ -63,7 +63,7 @@ def test_the_lock_is_free_again_once_its_holder_is_gone(tmp_path):
         [
             PY,
             "-c",
-            "import sys, time\nfrom helpers.lock import run_lock\n"
+            "import sys, time\nfrom helpers.pipeline.lock import run_lock\n"
             f"with run_lock(__import__('pathlib').Path({str(tmp_path)!r})):\n"
             "    print('held', flush=True); time.sleep(60)",
         ],
@@ -82,7 +82,7 @@ def test_the_lock_is_free_again_once_its_holder_is_gone(tmp_path):
 
 
 def test_a_model_folder_is_swapped_in_whole(tmp_path):
-    from helpers.models import save_model
+    from helpers.infer.models import save_model
 
     class Fake:
         def __init__(self, name, tag):
@@ -214,7 +214,7 @@ def test_ctrl_c_says_one_line_and_leaves_an_interrupted_mark(tmp_path):
     script.write_text(
         textwrap.dedent(f"""
         import pickle, pathlib, sys
-        from helpers.run import Interrupted, execute_plan
+        from helpers.pipeline.run import Interrupted, execute_plan
         plan = pickle.load(open({str(tmp_path / "plan.pkl")!r}, "rb"))
         try:
             execute_plan(plan, pathlib.Path({str(rdir)!r}), profile=None, kernel="python3",
@@ -280,7 +280,7 @@ SECRET = "sk-test-ECHOED-BY-A-PROXY-0123456789"
 
 
 def _echoing_server():
-    from helpers.serve import make_handler
+    from tools.serve import make_handler
 
     base = make_handler(None, "echo")
 
@@ -338,11 +338,11 @@ def test_the_same_profile_elsewhere_is_the_same_work(tmp_path):
 
 
 def test_summaries_carry_no_timings(tmp_path):
-    from helpers.evaluation import evaluate_model
-    from helpers.generation import Completion
+    from helpers.infer.generation import Completion
+    from helpers.method.evaluation import evaluate_model
 
     class Fixed:
-        def generate(self, prompts, cfg):
+        def generate(self, prompts, cfg, on_result=None):
             return [[Completion("\\boxed{5}", 3, "end_of_turn")] for _ in prompts]
 
     bench = {"b": [{"id": "q", "question": "2+3?", "answer": "5", "answer_type": "math"}]}

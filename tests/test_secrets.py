@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import textwrap
 
-from helpers.config import load_profile
-from helpers.paths import rel
-from helpers.run import build_plan, execute_plan, run_dir
+from helpers.pipeline.config import load_profile
+from helpers.pipeline.paths import rel
+from helpers.pipeline.run import build_plan, execute_plan, run_dir
 
 from .test_generation import flaky_server
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.collect import label
-from helpers.config import PoolCfg, PoolSourceCfg, UnifyCfg, load_profile
-from helpers.grading import grade
-from helpers.sources import (
+from helpers.grading.grade import grade
+from helpers.method.collect import label
+from helpers.method.unify import clean
+from helpers.pipeline.config import PoolCfg, PoolSourceCfg, UnifyCfg, load_profile
+from helpers.world.sources import (
     load_aime_history,
     load_camel_science,
     load_leetcode,
@@ -16,8 +17,7 @@ from helpers.sources import (
     load_riddlesense,
     pool_sizes,
 )
-from helpers.tasks import build_benchmark, build_pools
-from helpers.unify import clean
+from helpers.world.tasks import build_benchmark, build_pools
 
 from .conftest import FIXTURES
 

@@ -1,4 +1,4 @@
-"""Stages as data: the plan, fingerprints and README all come from helpers/stages.py."""
+"""Stages as data: the plan, fingerprints and README all come from helpers/pipeline/stages.py."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.config import ProfileError, guard_sections, load_profile
-from helpers.run import build_plan, execution_fingerprint, stage_config
-from helpers.stages import STAGES, markdown_table
+from helpers.pipeline.config import ProfileError, guard_sections, load_profile
+from helpers.pipeline.run import build_plan, execution_fingerprint, stage_config
+from helpers.pipeline.stages import STAGES, markdown_table
 
 from .test_config import GOOD
 
@@ -164,7 +164,7 @@ def test_every_left_out_execution_is_named_with_its_reason(tmp_path):
 def test_the_guard_refuses_a_section_the_record_does_not_list():
     prof = guard_sections(load_profile("params/smoke.yaml"), ("run", "variants", "seed"))
     assert prof.seed == 0 and prof.run == "smoke"
-    with pytest.raises(ProfileError, match=r"read the profile section 'sft'.*helpers/stages\.py"):
+    with pytest.raises(ProfileError, match=r"read the profile section 'sft'.*helpers/pipeline/stages\.py"):
         _ = prof.sft
     assert prof.model_dump()["sft"]["method"] == "lora"  # dumping is not reading a section
 
@@ -179,11 +179,11 @@ def test_a_notebook_run_by_the_runner_may_read_only_its_sections(monkeypatch):
 
 def test_the_readme_carries_the_generated_stage_table():
     readme = (REPO / "README.md").read_text()
-    assert markdown_table() in readme, "run: python -m helpers.stages --readme"
+    assert markdown_table() in readme, "run: python -m helpers.pipeline.stages --readme"
 
 
 def test_a_benchmark_built_from_other_settings_is_rebuilt(tmp_outputs):
-    from helpers.tasks import load_benchmarks
+    from helpers.world.tasks import load_benchmarks
 
     prof = load_profile("params/smoke.yaml")
     rdir = tmp_outputs / "smoke"

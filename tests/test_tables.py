@@ -7,8 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import config, report, stats, tables
-from helpers.paths import repo_root
+from helpers.analysis import report, stats, tables
+from helpers.pipeline import config
+from helpers.pipeline.paths import repo_root
 
 
 def _summary(acc_by_bench: dict[str, list[int]]) -> dict:
@@ -122,7 +123,7 @@ def test_report_cells_say_nothing_rather_than_nan(tmp_path):
 
 
 def test_paired_tests_against_hand_computed_values():
-    from helpers.stats import mcnemar, paired_bootstrap
+    from helpers.analysis.stats import mcnemar, paired_bootstrap
 
     # 6 problems only a solves, 1 only b: exact two-sided p = 2 * (1 + 7) / 2**7 = 0.125
     a = [1] * 6 + [0] + [1, 0]
@@ -168,7 +169,7 @@ def test_publish_copies_the_report_but_no_models(tmp_path):
 
 
 def test_a_moved_figure_is_named_with_both_values():
-    from helpers.figures import compare
+    from helpers.analysis.figures import compare
 
     expected = {"eval.sft_small.normal.accuracy": 25.0, "dpo.pairs": 2, "unify.kept": 30}
     found = {"eval.sft_small.normal.accuracy": 50.0, "dpo.pairs": 2, "mix.small.size": 6}

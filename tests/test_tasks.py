@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.config import BenchmarkCfg, load_profile
-from helpers.tasks import (
+from helpers.pipeline.config import BenchmarkCfg, load_profile
+from helpers.world.tasks import (
     build_benchmark,
     build_pools,
     load_aime2024,

@@ -7,11 +7,11 @@ from fractions import Fraction
 
 import pytest
 
-from helpers.config import DefectRates
-from helpers.formatting import format_response, split_r1
-from helpers.grading import grade
-from helpers.tasks import POOL_FAMILIES, POOL_SEED_BASE, build_embedded
-from helpers.teachers import SLIP_NOTE, respond
+from helpers.grading.formatting import format_response, split_r1
+from helpers.grading.grade import grade
+from helpers.pipeline.config import DefectRates
+from helpers.world.tasks import POOL_FAMILIES, POOL_SEED_BASE, build_embedded
+from helpers.world.teachers import SLIP_NOTE, respond
 
 OP_RE = re.compile(r"(-?\d+(?:/\d+)?) ([-+*/]) (-?\d+(?:/\d+)?) = (-?\d+(?:/\d+)?)")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers.stats import mcnemar, paired_bootstrap
+from helpers.analysis.stats import mcnemar, paired_bootstrap
 
 
 def summaries(folder: Path) -> dict[str, dict]:
@@ -36,8 +36,8 @@ def from_responses(folder: Path, profile: str | None) -> dict[str, dict]:
     with a profile, each response is graded again with today's grader."""
     problems = {}
     if profile:
-        from helpers.config import load_profile
-        from helpers.tasks import build_benchmark
+        from helpers.pipeline.config import load_profile
+        from helpers.world.tasks import build_benchmark
 
         prof = load_profile(profile)
         for name, cfg in prof.benchmarks.items():
@@ -48,7 +48,7 @@ def from_responses(folder: Path, profile: str | None) -> dict[str, dict]:
         if not rows or "well_formed" not in rows[0]:
             continue
         if problems:
-            from helpers.grading import grade
+            from helpers.grading.grade import grade
 
             correct = [
                 int(grade(r["response"], problems[r["id"]], r.get("stop_reason", "end")).correct)

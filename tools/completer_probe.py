@@ -16,12 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers.artifacts import read_jsonl
-from helpers.config import load_profile, with_overrides
-from helpers.formatting import load_prompt
-from helpers.paths import run_dir
-from helpers.tasks import load_benchmarks
-from helpers.unify import clean, complete_thoughts, to_demo
+from helpers.grading.formatting import load_prompt
+from helpers.method.unify import clean, complete_thoughts, to_demo
+from helpers.pipeline.artifacts import read_jsonl
+from helpers.pipeline.config import load_profile, with_overrides
+from helpers.pipeline.paths import run_dir
+from helpers.world.tasks import load_benchmarks
 
 
 def main() -> None:

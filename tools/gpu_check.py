@@ -3,7 +3,7 @@
 Usage: python tools/gpu_check.py CONFIG_DIR OUT_DIR
 CONFIG_DIR holds the backbone's config.json and tokenizer files (no weights needed). Checks the
 hf backend's decode loop against transformers' generate on CUDA, sampled generation, and bf16
-LoRA and full SFT through helpers.training; writes gpu_check.json to OUT_DIR.
+LoRA and full SFT through helpers.train.sft; writes gpu_check.json to OUT_DIR.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from helpers.decoding import decode_continuous
-from helpers.formatting import format_response
-from helpers.generation import HFBackend, Prompt, SamplingCfg
-from helpers.training import SFTSpec, train_sft
+from helpers.grading.formatting import format_response
+from helpers.infer.decoding import decode_continuous
+from helpers.infer.generation import HFBackend, Prompt, SamplingCfg
+from helpers.train.sft import SFTSpec, train_sft
 
 
 def main() -> None:

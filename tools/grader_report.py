@@ -6,7 +6,7 @@ Grades every stored evaluation response (`eval/<variant>/<benchmark>.jsonl`) and
 teacher response (`collect/responses.jsonl`) of the profile's run again with the current
 grader, without generating anything and without writing into the run. Prints each verdict or
 label that changes (old -> new, with the new grade's reason) and the grader's speed in responses
-per second. `python -m helpers.evaluation PROFILE` then rewrites the evaluations in place.
+per second. `python -m helpers.method.evaluation PROFILE` then rewrites the evaluations in place.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from helpers.artifacts import read_jsonl
-from helpers.collect import label
-from helpers.config import load_profile
-from helpers.grading import grade
-from helpers.paths import rel, run_dir
-from helpers.tasks import load_benchmarks
+from helpers.grading.grade import grade
+from helpers.method.collect import label
+from helpers.pipeline.artifacts import read_jsonl
+from helpers.pipeline.config import load_profile
+from helpers.pipeline.paths import rel, run_dir
+from helpers.world.tasks import load_benchmarks
 
 
 def main() -> None:

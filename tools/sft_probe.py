@@ -18,13 +18,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from helpers.artifacts import read_jsonl
-from helpers.config import load_profile
-from helpers.evaluation import evaluate_benchmarks, summarize
-from helpers.formatting import load_prompt
-from helpers.generation import backend_from_profile
-from helpers.paths import run_dir
-from helpers.tasks import (
+from helpers.grading.formatting import load_prompt
+from helpers.infer.generation import backend_from_profile
+from helpers.method.evaluation import evaluate_benchmarks, summarize
+from helpers.pipeline.artifacts import read_jsonl
+from helpers.pipeline.config import load_profile
+from helpers.pipeline.paths import run_dir
+from helpers.train.sft import spec_from_profile, train_sft
+from helpers.world.tasks import (
     POOL_FAMILIES,
     POOL_SEED_BASE,
     build_embedded,
@@ -32,7 +33,6 @@ from helpers.tasks import (
     load_benchmarks,
     overlapping,
 )
-from helpers.training import spec_from_profile, train_sft
 
 DEFAULT_SETTINGS = [
     {"name": "lora_1ep", "method": "lora", "learning_rate": 1e-3, "epochs": 1},

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifacts import read_json
+from ..pipeline.artifacts import read_json
 from .stats import bootstrap_ci
 
 # Paper numbers (accuracy %), from shared/reference/paper-facts.md.
@@ -211,7 +211,7 @@ def undefined_gains(df: Any) -> list[str]:
 
 def write_table(df: Any, out_dir: Path, name: str) -> None:
     """Write a table as Markdown and CSV."""
-    from .artifacts import atomic_write_text
+    from ..pipeline.artifacts import atomic_write_text
 
     atomic_write_text(Path(out_dir) / f"{name}.md", markdown(df) + "\n")
     atomic_write_text(Path(out_dir) / f"{name}.csv", df.to_csv(index=False))

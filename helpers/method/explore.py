@@ -17,10 +17,17 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from . import filters
-from .artifacts import append_jsonl, cached_jsonl, iter_jsonl, read_json, settings_hash, write_json
-from .decoding import Finished, common_prefix, decode
-from .formatting import END_SOLUTION, parse_response
+from ..grading import filters
+from ..grading.formatting import END_SOLUTION, parse_response
+from ..infer.decoding import Finished, common_prefix, decode
+from ..pipeline.artifacts import (
+    append_jsonl,
+    cached_jsonl,
+    iter_jsonl,
+    read_json,
+    settings_hash,
+    write_json,
+)
 
 # Exploration problems come from seeds of their own: disjoint from the benchmarks', the
 # training pools' and the SFT probe's ranges (decontamination checks it anyway).
@@ -33,7 +40,7 @@ EXPLORE_SEED_BASE = 3_000_000
 def explore_problems(profile: Any, rdir: Path, pool_problems: list[dict[str, Any]]) -> list[dict]:
     """The problems explored (built once per settings), shared out among the explore section's
     pool groups, none overlapping a benchmark or a distillation pool problem."""
-    from .tasks import POOL_FAMILIES, build_embedded, load_benchmarks, overlapping
+    from ..world.tasks import POOL_FAMILIES, build_embedded, load_benchmarks, overlapping
 
     cfg = profile.explore
     groups = {g: POOL_FAMILIES[g] for g in cfg.groups}
@@ -92,8 +99,8 @@ def _join_file(
 ) -> tuple[list[dict[str, Any]], Counter]:
     """An earlier run's pool file: its records for this run's problems, re-graded; the counts
     of what joined and what was left out, by reason."""
-    from .artifacts import DamagedFile, resume_jsonl
-    from .grading import grade
+    from ..grading.grade import grade
+    from ..pipeline.artifacts import DamagedFile, resume_jsonl
 
     counts: Counter = Counter()
     rows: list[dict[str, Any]] = []
@@ -140,7 +147,7 @@ def load_pool(
     grader's, not the one stored with it. Each file's counts are logged; a file of which
     nothing joins stops the load (`unmatched: stop`) or is only reported (`warn`).
     """
-    from .config import resolve_path
+    from ..pipeline.config import resolve_path
 
     rows: list[dict[str, Any]] = []
     by_id = {p["id"]: p for p in problems or []}
@@ -283,9 +290,9 @@ def explore(
     """
     from tqdm import tqdm
 
-    from .formatting import render_prompt
-    from .generation import stop_check
-    from .grading import grade
+    from ..grading.formatting import render_prompt
+    from ..grading.grade import grade
+    from ..infer.generation import stop_check
 
     cfg = settings
     out_path = Path(out_path)
@@ -386,8 +393,8 @@ def resume_pool(
     A pool of other settings is set aside (kept beside it); so is any pool when the runner
     forces the stage. A torn last line is dropped; other damage stops with what to do.
     """
-    from .artifacts import DamagedFile, resume_jsonl, set_aside
-    from .config import forced
+    from ..pipeline.artifacts import DamagedFile, resume_jsonl, set_aside
+    from ..pipeline.config import forced
 
     meta_path = out_path.with_name("pool.meta.json")
     done: list[dict[str, Any]] = []
@@ -618,8 +625,8 @@ def perplexities(
     The current model's own rollouts carry their log-probability from generation; the others
     (earlier iterations' models) are scored with a forward pass.
     """
-    from .formatting import render_prompt
-    from .scoring import Score, score_hf
+    from ..grading.formatting import render_prompt
+    from ..infer.scoring import Score, score_hf
 
     out: dict[str, float] = {}
     todo = []
@@ -703,7 +710,7 @@ def write_iteration(
     explorer: str,
 ) -> Path:
     """Write the selection (every candidate with its reason) and the iteration's summary."""
-    from .artifacts import write_jsonl
+    from ..pipeline.artifacts import write_jsonl
 
     out = iteration_dir(rdir, iteration)
     write_jsonl(out / "selected.jsonl", selected)
@@ -722,7 +729,7 @@ def write_iteration(
 
 def sft_data(rdir: Path, variant: Any) -> list[dict[str, Any]]:
     """A variant's SFT data: its mixture, plus the trajectories its explore iteration kept."""
-    from .artifacts import read_jsonl
+    from ..pipeline.artifacts import read_jsonl
 
     data = read_jsonl(Path(rdir) / "mix" / f"{variant.mixture}.jsonl")
     if variant.explore_iteration:

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .paths import cache_root, rel
+from ..pipeline.paths import cache_root, rel
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def save_model(model: Any, tokenizer: Any, dest: Path) -> None:
 
 def variant_model(profile: Any, rdir: Path, name: str) -> str:
     """Return what to load for a variant: the backbone, or the run's trained checkpoint."""
-    from .config import variant
+    from ..pipeline.config import variant
 
     v = variant(profile, name)
     if v.kind == "backbone":

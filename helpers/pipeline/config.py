@@ -33,7 +33,7 @@ MAX_BATCH = 65_536
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 PosFloat = Annotated[float, Field(gt=0.0)]
 Dtype = Literal["auto", "bf16", "fp16", "fp32"]
-# The runner sets this to the sections a stage's record lists (helpers.stages); a profile loaded
+# The runner sets this to the sections a stage's record lists (helpers.pipeline.stages); a profile loaded
 # while it is set refuses to hand out any other section.
 SECTIONS_ENV = "STILL_STAGE_SECTIONS"
 
@@ -259,7 +259,7 @@ class Profile(Strict):
             if allowed is not None and name not in allowed:
                 raise ProfileError(
                     f"this stage read the profile section '{name}', which its record in "
-                    f"helpers/stages.py does not list (it lists {sorted(allowed)}); add it "
+                    f"helpers/pipeline/stages.py does not list (it lists {sorted(allowed)}); add it "
                     "there so that a change to it reruns the stage"
                 )
         return super().__getattribute__(name)

@@ -1,6 +1,6 @@
 """A small OpenAI-compatible chat server over a local backend (a stand-in teacher, and tests).
 
-Usage: python -m helpers.serve MODEL [--port 8000] [--api-key-env NAME]
+Usage: python tools/serve.py MODEL [--port 8000] [--api-key-env NAME]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .generation import Prompt, SamplingCfg
+from helpers.infer.generation import Prompt, SamplingCfg
 
 
 def make_handler(backend: Any, model_name: str, api_key: str | None = None) -> type:
@@ -88,7 +88,7 @@ def start_server(
 
 def main() -> None:
     """Serve a model until interrupted."""
-    from .generation import make_backend
+    from helpers.infer.generation import make_backend
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")

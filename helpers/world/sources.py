@@ -12,8 +12,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from .answers import last_boxed
-from .paths import rel
+from ..grading.answers import last_boxed
+from ..pipeline.paths import rel
 from .problem import LETTERS, choice_question, stable_hash
 
 
@@ -21,7 +21,7 @@ def load_rows(path: str, split: str) -> list[dict[str, Any]]:
     """Read a local file (jsonl, json, csv, parquet) or a `hub:owner/name` dataset into rows."""
     from datasets import load_dataset
 
-    from .config import data_location
+    from ..pipeline.config import data_location
 
     kind, where = data_location(path)
     if kind == "hub":

@@ -28,7 +28,7 @@ def load_prompt(prompt_file: str | None = None) -> str:
     """Return the slow-thinking instruction: the project's own, or a profile's file."""
     if prompt_file is None:
         return DEFAULT_PROMPT
-    from .config import resolve_path
+    from ..pipeline.config import resolve_path
 
     return resolve_path(prompt_file).read_text().strip()
 

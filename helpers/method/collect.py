@@ -8,10 +8,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .generation import OpenAIBackend, Prompt, SamplingCfg
-from .grading import grade
-from .problem import stable_hash
-from .teachers import respond
+from ..grading.grade import grade
+from ..infer.generation import OpenAIBackend, Prompt, SamplingCfg
+from ..world.problem import stable_hash
+from ..world.teachers import respond
 
 PROBLEM_KEYS = (
     "group",

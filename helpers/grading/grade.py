@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from ..world.problem import gym_entry
 from .answers import read_answer, read_choice
 from .formatting import parse_response
-from .problem import gym_entry
 from .verifiers import (
     check_expression,
     check_fraction,
@@ -30,7 +30,7 @@ from .verifiers import (
     parse_number,
 )
 
-# How each reasoning-gym dataset's answers are checked (see helpers.verifiers).
+# How each reasoning-gym dataset's answers are checked (see helpers.grading.verifiers).
 GYM_CHECKS = {
     "countdown": "expression",
     "puzzle24": "expression",

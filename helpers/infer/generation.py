@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .artifacts import append_jsonl, iter_jsonl
-from .config import redact
+from ..grading.formatting import END_SOLUTION
+from ..pipeline.artifacts import append_jsonl, iter_jsonl
+from ..pipeline.config import redact
 from .decoding import Finished, decode_continuous
-from .formatting import END_SOLUTION
 
 log = logging.getLogger(__name__)
 
@@ -494,7 +494,7 @@ def backend_from_profile(
     `openai` profile still generates it locally (hf). `overrides` replace fields of the
     section (batch_size, stop_loops, ...) for this backend only.
     """
-    from .config import secret
+    from ..pipeline.config import secret
 
     gen = profile.generation.model_copy(update=overrides)
     kind = "hf" if local and gen.backend == "openai" else gen.backend

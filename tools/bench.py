@@ -4,7 +4,7 @@ Each is also shown as a ratio to the previous default measured in the same run (
 64; SFT at two padded rows per step with the LM head over every position), so a change is
 judged against the same machine in the same state.
 
-Usage: python -m helpers.bench [--batch-sizes 64 128 256] [--dtypes fp32] [--new-tokens 64]
+Usage: python tools/bench.py [--batch-sizes 64 128 256] [--dtypes fp32] [--new-tokens 64]
        [--train-steps 4] [--model DIR --random-init]   (random weights: same cost per token)
 """
 
@@ -14,9 +14,9 @@ import argparse
 import time
 from typing import Any
 
-from .artifacts import write_json
-from .formatting import render_prompt
-from .paths import outputs_root, rel
+from helpers.grading.formatting import render_prompt
+from helpers.pipeline.artifacts import write_json
+from helpers.pipeline.paths import outputs_root, rel
 
 PREVIOUS_DECODE_BATCH = (
     64  # the batch the project measured its engines at (issue "Every token counts")
@@ -28,7 +28,7 @@ def build_model(name: str, dtype: str, random_init: bool) -> tuple[Any, Any]:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .models import load_model, load_tokenizer, pick_dtype, resolve_model_path
+    from helpers.infer.models import load_model, load_tokenizer, pick_dtype, resolve_model_path
 
     if not random_init:
         return load_model(name, dtype=dtype)
@@ -40,7 +40,7 @@ def build_model(name: str, dtype: str, random_init: bool) -> tuple[Any, Any]:
 
 def measure(model: Any, tok: Any, batch: int, new_tokens: int) -> float:
     """Tokens per second of the hf backend's decode loop, every row running new_tokens steps."""
-    from .decoding import decode_continuous
+    from helpers.infer.decoding import decode_continuous
 
     texts = [render_prompt(tok, f"Count from {i} to {i + 100}.", "") for i in range(batch)]
     ids = [tok(t, add_special_tokens=False).input_ids for t in texts]
@@ -61,9 +61,9 @@ def bench_demos(n: int) -> list[dict[str, Any]]:
     """Demonstrations in the project's format from the programmatic teachers (no run needed)."""
     import random
 
-    from .formatting import format_response
-    from .tasks import POOL_FAMILIES, build_embedded
-    from .teachers import work_problem
+    from helpers.grading.formatting import format_response
+    from helpers.world.tasks import POOL_FAMILIES, build_embedded
+    from helpers.world.teachers import work_problem
 
     problems = build_embedded(
         POOL_FAMILIES["normal_math"] + POOL_FAMILIES["hard_math"], n, 5_000, "bench", "bench"
@@ -87,10 +87,10 @@ def measure_training(name: str, steps: int, previous: bool) -> tuple[float, dict
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .config import load_profile
-    from .formatting import load_prompt
-    from .models import load_tokenizer, resolve_model_path
-    from .training import SFTSpec, build_trainer
+    from helpers.grading.formatting import load_prompt
+    from helpers.infer.models import load_tokenizer, resolve_model_path
+    from helpers.pipeline.config import load_profile
+    from helpers.train.sft import SFTSpec, build_trainer
 
     prof = load_profile("params/tiny.yaml")
     layout = {"per_device_batch_size": 2, "gradient_accumulation": 1} if previous else {}

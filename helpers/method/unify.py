@@ -7,9 +7,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from . import filters
-from .answers import extract_answer, last_boxed
-from .formatting import (
+from ..grading import filters
+from ..grading.answers import extract_answer, last_boxed
+from ..grading.formatting import (
     BEGIN_SOLUTION,
     END_SOLUTION,
     chat_messages,
@@ -17,10 +17,10 @@ from .formatting import (
     solution_prefix,
     split_r1,
 )
-from .generation import Prompt, SamplingCfg
-from .grading import math_equal
-from .paths import rel
-from .tasks import overlapping
+from ..grading.grade import math_equal
+from ..infer.generation import Prompt, SamplingCfg
+from ..pipeline.paths import rel
+from ..world.tasks import overlapping
 
 RULES = (
     "incorrect",
@@ -183,7 +183,7 @@ RELEASE_FIELDS = ("question", "combined_text", "domain")
 
 def _release_row_problem(r: Any) -> str | None:
     """What is wrong with one row of the public release, or None."""
-    from .formatting import parse_response
+    from ..grading.formatting import parse_response
 
     if not isinstance(r, dict):
         return f"expected a JSON object, found {type(r).__name__}"
@@ -218,7 +218,7 @@ def import_release(path: str | Path) -> list[dict[str, Any]]:
     """
     import json
 
-    from .formatting import parse_response
+    from ..grading.formatting import parse_response
 
     path = Path(path)
     demos, bad = [], []
@@ -298,9 +298,9 @@ def complete_thoughts(
     its few steps go to the one thing it must do. A completer already trained on the same
     demonstrations and settings is reused. Returns (demos, rejected, training summary).
     """
-    from . import training
-    from .artifacts import read_json
-    from .generation import backend_from_profile
+    from ..infer.generation import backend_from_profile
+    from ..pipeline.artifacts import read_json
+    from ..train import sft as training
 
     if not items:
         return [], [], {}

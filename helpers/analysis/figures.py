@@ -6,8 +6,8 @@ solved, rollouts, trajectories selected, DPO pairs, tokens by stage) and its mea
 keeps the smoke run's; the pipeline test compares a fresh run against them: counts exactly,
 measurements within FLOAT_TOLERANCE.
 
-    python -m helpers.figures PROFILE            # compare a finished run with its expected file
-    python -m helpers.figures PROFILE --update   # rewrite the expected file from the run
+    python -m helpers.analysis.figures PROFILE            # compare a finished run with its expected file
+    python -m helpers.analysis.figures PROFILE --update   # rewrite the expected file from the run
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .artifacts import read_json, read_jsonl
+from ..pipeline.artifacts import read_json, read_jsonl
+from ..pipeline.paths import repo_root
 
 # Floats are rounded to 2 decimals when recorded; a run held to one instruction set repeats
 # them exactly, so the tolerance only absorbs the rounding.
 FLOAT_TOLERANCE = 0.011
-EXPECTED_DIR = Path(__file__).resolve().parent.parent / "tests" / "expected"
+EXPECTED_DIR = repo_root() / "tests" / "expected"
 
 
 def run_figures(rdir: Path) -> dict[str, int | float]:
@@ -83,8 +84,8 @@ def expected_path(run: str) -> Path:
 
 def main(argv: list[str]) -> int:
     """Compare a run's figures with its expected file, or rewrite that file (--update)."""
-    from .config import load_profile
-    from .paths import rel, run_dir
+    from ..pipeline.config import load_profile
+    from ..pipeline.paths import rel, run_dir
 
     profile = load_profile(argv[0])
     found = run_figures(run_dir(profile.run))

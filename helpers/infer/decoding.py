@@ -10,7 +10,7 @@ once one of them is correct.
 Three savings keep the output token for token the same: the head every prompt shares (chat
 template and instruction) is computed once; requests for the same prompt taken together
 (several samples of one problem) prefill it once; and the key/value cache appends into spare
-room (helpers/kvcache.py).
+room (helpers/infer/kvcache.py).
 """
 
 from __future__ import annotations
@@ -149,8 +149,8 @@ def decode(
     """
     import torch
 
+    from ..world.problem import stable_hash
     from .kvcache import growing_cache, repeat_rows
-    from .problem import stable_hash
 
     stats = stats if stats is not None else Counter()
     device = model.device

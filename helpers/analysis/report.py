@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_write_text, read_json
+from ..pipeline.artifacts import atomic_write_text, read_json
 from .stats import mcnemar, paired_bootstrap
 from .tables import COLUMNS, PAPER_ROWS, markdown, undefined_gains, write_table
 
@@ -138,12 +138,12 @@ def stage_timings(rdir: Path, profile: Any = None) -> Any:
     """One row per finished execution: stage, variant, minutes, and the tokens it paid for.
 
     Minutes come from the manifests; tokens from the artifact each stage's record names
-    (`tokens_at` in helpers/stages.py): prefill and decode of generation, trained tokens and
+    (`tokens_at` in helpers/pipeline/stages.py): prefill and decode of generation, trained tokens and
     padding of training, in thousands.
     """
     import pandas as pd
 
-    from .stages import BY_NAME
+    from ..pipeline.stages import BY_NAME
 
     variants = {v.name: v for v in profile.variants} if profile is not None else {}
     rows = []
@@ -283,8 +283,8 @@ def accuracy_by_iteration(profile: Any, summaries: dict[str, dict]) -> Any:
 
 def dpo_histories(profile: Any, rdir: Path) -> dict[str, list[tuple[int, float]]]:
     """The reward margins logged while each DPO variant trained."""
-    from .artifacts import read_jsonl
-    from .dpo import margins
+    from ..pipeline.artifacts import read_jsonl
+    from ..train.dpo import margins
 
     out = {}
     for v in profile.variants:
@@ -322,7 +322,7 @@ def write_report(
     if regraded:
         lines += [
             "Re-graded from the stored responses after a grader fix, without generating again "
-            "(`python -m helpers.evaluation PROFILE`); verdicts changed: "
+            "(`python -m helpers.method.evaluation PROFILE`); verdicts changed: "
             + "; ".join(f"{n} {r['changed_verdicts']}" for n, r in regraded.items())
             + ".",
             "",
@@ -447,11 +447,11 @@ def publish(rdir: Path, dest: Path, profile_path: Path) -> list[Path]:
     return [*written, dest / "profile.yaml"]
 
 
-if __name__ == "__main__":  # python -m helpers.report PROFILE [DEST]: publish a finished run
+if __name__ == "__main__":  # python -m helpers.analysis.report PROFILE [DEST]: publish a finished run
     import sys
 
-    from .config import load_profile, resolve_path
-    from .paths import rel, run_dir
+    from ..pipeline.config import load_profile, resolve_path
+    from ..pipeline.paths import rel, run_dir
 
     prof_path = resolve_path(sys.argv[1])
     target = resolve_path(sys.argv[2] if len(sys.argv) > 2 else "outputs/reference")

@@ -2,7 +2,7 @@
 
 The paper selects explored trajectories, and builds DPO pairs, by perplexity under the current
 model (correct ones the model finds harder are kept). A trajectory the model itself sampled
-already carries its log-probability from generation (helpers.decoding, `logprobs=True`); these
+already carries its log-probability from generation (helpers.infer.decoding, `logprobs=True`); these
 functions score any other trajectory by a teacher-forced forward pass: batched on the hf
 backend, through `prompt_logprobs` on vLLM.
 """

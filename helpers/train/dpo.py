@@ -6,7 +6,7 @@ paper's rule, which makes the two hardest to tell apart. DPO starts from the fir
 model, optionally adds an SFT term on the chosen response (TRL's `loss_type=["sigmoid",
 "sft"]`), and aligns the whole response or the thought only.
 
-    python -m helpers.dpo SPEC.json      # the multi-GPU entry point accelerate launches
+    python -m helpers.train.dpo SPEC.json      # the multi-GPU entry point accelerate launches
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import cached_jsonl, settings_hash
-from .config import DPOCfg
-from .formatting import END_THOUGHT
-from .paths import rel
+from ..grading.formatting import END_THOUGHT
+from ..pipeline.artifacts import cached_jsonl, settings_hash
+from ..pipeline.config import DPOCfg
+from ..pipeline.paths import rel
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ def build_pairs(
     The start model's own rollouts (the first exploration iteration's) carry their
     log-probabilities from generation; the later iterations' are scored here.
     """
-    from .artifacts import Digests
-    from .config import resolve_path
-    from .explore import global_pool, perplexities, pool_path
+    from ..method.explore import global_pool, perplexities, pool_path
+    from ..pipeline.artifacts import Digests
+    from ..pipeline.config import resolve_path
 
     iterations = sorted({v.explore_iteration for v in profile.variants if v.explore_iteration})
 
@@ -147,7 +147,7 @@ class DPOSpec:
     seed: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        """The spec as plain JSON values (for `python -m helpers.dpo SPEC.json`)."""
+        """The spec as plain JSON values (for `python -m helpers.train.dpo SPEC.json`)."""
         return {
             "model": self.model,
             "pairs": self.pairs,
@@ -211,7 +211,7 @@ def tokenized_pairs(spec: DPOSpec, tok: Any) -> list[dict[str, list[int]]]:
     cut after `<|end_of_thought|>`, with nothing appended. The SFT term, when added, covers the
     same chosen tokens: the whole response, or the chosen thought only.
     """
-    from .formatting import render_prompt
+    from ..grading.formatting import render_prompt
 
     end = turn_end(tok) if spec.align == "thought_solution" else ""
     out = []
@@ -237,7 +237,7 @@ def build_trainer(spec: DPOSpec, model: Any, tok: Any, work: Path, cuda: bool, b
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from .training import count_tokens, lora_config, text_progress, trl_args
+    from .sft import count_tokens, lora_config, text_progress, trl_args
 
     class PairTrainer(DPOTrainer):
         def _prepare_dataset(self, dataset: Any, *args: Any, **kwargs: Any) -> Any:
@@ -275,7 +275,7 @@ def build_trainer(spec: DPOSpec, model: Any, tok: Any, work: Path, cuda: bool, b
 
 def train_dpo(spec: DPOSpec) -> dict[str, Any]:
     """Train and save a DPO checkpoint (merged when LoRA) with its log; return a summary."""
-    from .training import launch_distributed
+    from .sft import launch_distributed
 
     if not spec.pairs:
         raise ValueError(
@@ -283,12 +283,12 @@ def train_dpo(spec: DPOSpec) -> dict[str, Any]:
             "well-formed correct and a well-formed incorrect trajectory)"
         )
     if spec.train.num_gpus > 1:
-        return launch_distributed("helpers.dpo", spec.to_json(), Path(spec.out_dir), spec.train)
+        return launch_distributed("helpers.train.dpo", spec.to_json(), Path(spec.out_dir), spec.train)
     return _train(spec)
 
 
 def _train(spec: DPOSpec) -> dict[str, Any]:
-    from .training import check_schedule, load_for_training, save_trained, work_dir
+    from .sft import check_schedule, load_for_training, save_trained, work_dir
 
     model, tok, cuda, bf16 = load_for_training(spec.model, spec.train)
     out = Path(spec.out_dir)

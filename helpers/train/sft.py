@@ -1,7 +1,7 @@
 """SFT with TRL's SFTTrainer: loss on the response only, LoRA or full, one GPU or many.
 
 Every variant trains from the backbone. With more than one GPU configured, training runs under
-`accelerate launch` with the profile's DeepSpeed config: `python -m helpers.training SPEC.json`.
+`accelerate launch` with the profile's DeepSpeed config: `python -m helpers.train.sft SPEC.json`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import write_json, write_jsonl
-from .config import TrainCfg
-from .formatting import chat_messages
-from .paths import rel
+from ..grading.formatting import chat_messages
+from ..pipeline.artifacts import write_json, write_jsonl
+from ..pipeline.config import TrainCfg
+from ..pipeline.paths import rel
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class SFTSpec:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """The whole spec as plain JSON values (for `python -m helpers.training SPEC.json`)."""
+        """The whole spec as plain JSON values (for `python -m helpers.train.sft SPEC.json`)."""
         return {**self.settings(), "data": self.data, "out_dir": self.out_dir}
 
     @classmethod
@@ -88,7 +88,7 @@ def to_solution_examples(
     tokenizer: Any, data: list[dict[str, Any]], prompt: str
 ) -> list[dict[str, Any]]:
     """Plain-text prompt/completion pairs: question and thought in, solution out."""
-    from .formatting import END_SOLUTION, parse_response, render_prompt, solution_prefix
+    from ..grading.formatting import END_SOLUTION, parse_response, render_prompt, solution_prefix
 
     out = []
     for i, r in enumerate(data):
@@ -114,7 +114,7 @@ def train_sft(spec: SFTSpec) -> dict[str, Any]:
     """Train and save a checkpoint (merged when LoRA) with its log; return a summary."""
     if spec.train.num_gpus > 1:
         return launch_distributed(
-            "helpers.training", spec.to_json(), Path(spec.out_dir), spec.train
+            "helpers.train.sft", spec.to_json(), Path(spec.out_dir), spec.train
         )
     return _train(spec)
 
@@ -128,7 +128,7 @@ def launch_distributed(
     write_json(spec_path, spec_json)
     cmd = ["accelerate", "launch", "--num_processes", str(train.num_gpus)]
     if train.deepspeed_config:
-        from .config import resolve_path
+        from ..pipeline.config import resolve_path
 
         cmd += [
             "--use_deepspeed",
@@ -147,7 +147,7 @@ def load_for_training(model_name: str, train: TrainCfg) -> tuple[Any, Any, bool,
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .models import load_tokenizer, resolve_model_path
+    from ..infer.models import load_tokenizer, resolve_model_path
 
     cuda = torch.cuda.is_available()
     bf16 = train_in_bf16(train.dtype, cuda)
@@ -172,7 +172,7 @@ def _train(spec: SFTSpec) -> dict[str, Any]:
 
 def train_in_bf16(dtype: str, cuda: bool) -> bool:
     """Whether to train with bf16 (mixed precision): the profile's choice, or the machine's."""
-    from .models import cpu_has_fast_bf16
+    from ..infer.models import cpu_has_fast_bf16
 
     if dtype == "auto":
         return cuda or cpu_has_fast_bf16()
@@ -222,7 +222,8 @@ def build_trainer(
 
 
 def text_progress(trainer: Any) -> None:
-    """Show training steps as a text bar when the runner executes the notebook.
+    """Show training steps as a text bar named "train steps" when the runner executes the
+    notebook.
 
     In a kernel the Trainer draws an HTML bar, which the runner (reading the notebook's
     streams) never sees; by hand the HTML bar stays.
@@ -232,7 +233,7 @@ def text_progress(trainer: Any) -> None:
     from transformers.trainer_callback import ProgressCallback
     from transformers.utils.notebook import NotebookProgressCallback
 
-    from .config import SECTIONS_ENV
+    from ..pipeline.config import SECTIONS_ENV
 
     if SECTIONS_ENV not in os.environ:
         return
@@ -247,8 +248,10 @@ def text_progress(trainer: Any) -> None:
                 self.training_bar = tqdm(total=state.max_steps, desc="train steps")
             self.current_step = 0
 
-    trainer.remove_callback(NotebookProgressCallback)
-    trainer.remove_callback(ProgressCallback)
+    handler = trainer.callback_handler
+    for cb in list(handler.callbacks):
+        if isinstance(cb, (ProgressCallback, NotebookProgressCallback)):
+            handler.remove_callback(cb)
     trainer.add_callback(LabelledProgress)
 
 
@@ -433,7 +436,7 @@ def save_trained(
 
     import torch
 
-    from .models import save_model
+    from ..infer.models import save_model
 
     trained = trainer.model
     if method == "lora":

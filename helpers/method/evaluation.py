@@ -7,11 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .artifacts import append_jsonl, write_json, write_jsonl
-from .formatting import chat_messages, parse_response
-from .generation import Prompt, SamplingCfg
-from .grading import grade
-from .paths import rel
+from ..grading.formatting import chat_messages, parse_response
+from ..grading.grade import grade
+from ..infer.generation import Prompt, SamplingCfg
+from ..pipeline.artifacts import append_jsonl, write_json, write_jsonl
+from ..pipeline.paths import rel
 
 
 def graded_record(ex: dict[str, Any], comp: Any) -> dict[str, Any]:
@@ -60,11 +60,14 @@ def evaluate_benchmarks(
             keep(name, rec)
 
     if todo:
-        backend.generate(
+        outs = backend.generate(
             [Prompt(chat_messages(ex["question"], prompt)) for _, ex in todo],
             SamplingCfg(n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=seed),
             on_result=finished,
         )
+        for j, comps in enumerate(outs):  # a backend that reports nothing as it goes
+            if (todo[j][0], todo[j][1]["id"]) not in done:
+                finished(j, comps)
     return {name: [done[(name, ex["id"])] for ex in exs] for name, exs in benchmarks.items()}
 
 
@@ -138,8 +141,15 @@ def resume_partial(
 
     Records of other settings (or any, when the runner forces the stage) are set aside.
     """
-    from .artifacts import DamagedFile, hash_path, read_json, resume_jsonl, set_aside, settings_hash
-    from .config import forced
+    from ..pipeline.artifacts import (
+        DamagedFile,
+        hash_path,
+        read_json,
+        resume_jsonl,
+        set_aside,
+        settings_hash,
+    )
+    from ..pipeline.config import forced
 
     partial, meta_path = Path(out_dir) / PARTIAL, Path(out_dir) / PARTIAL_META
     fp = settings_hash(
@@ -192,7 +202,7 @@ def examples_table(out_dir: Path, per_benchmark: int = 2, width: int = 160) -> A
     """Show a few graded responses per benchmark (response tail, answer, gold, verdict)."""
     import pandas as pd
 
-    from .artifacts import read_jsonl
+    from ..pipeline.artifacts import read_jsonl
 
     rows = []
     for path in sorted(Path(out_dir).glob("*.jsonl")):
@@ -216,7 +226,7 @@ def regrade(out_dir: Path, benchmarks: dict[str, list[dict[str, Any]]]) -> dict[
 
     Rewrites <bench>.jsonl and summary.json in place and records how many verdicts changed.
     """
-    from .artifacts import read_json, read_jsonl
+    from ..pipeline.artifacts import read_json, read_jsonl
 
     out_dir = Path(out_dir)
     summary = read_json(out_dir / "summary.json")
@@ -237,12 +247,12 @@ def regrade(out_dir: Path, benchmarks: dict[str, list[dict[str, Any]]]) -> dict[
     return summary
 
 
-if __name__ == "__main__":  # python -m helpers.evaluation PROFILE: regrade every evaluation
+if __name__ == "__main__":  # python -m helpers.method.evaluation PROFILE: regrade every evaluation
     import sys
 
-    from .config import load_profile
-    from .paths import rel, run_dir
-    from .tasks import load_benchmarks
+    from ..pipeline.config import load_profile
+    from ..pipeline.paths import rel, run_dir
+    from ..world.tasks import load_benchmarks
 
     prof = load_profile(sys.argv[1])
     rdir = run_dir(prof.run)
