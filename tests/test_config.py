@@ -6,7 +6,8 @@ import textwrap
 
 import pytest
 
-from helpers.pipeline.config import ProfileError, load_profile
+from helpers.pipeline.config import load_profile
+from helpers.pipeline.schema import ProfileError
 
 GOOD = textwrap.dedent("""\
     run: t

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from helpers.grading.formatting import BEGIN_SOLUTION, END_SOLUTION, END_THOUGHT, format_response
-from helpers.pipeline.config import DPOCfg
+from helpers.pipeline.schema import DPOCfg
 from helpers.train.dpo import DPOSpec, build_trainer, pair_rows, take_pairs, trained_text, turn_end
 
 

@@ -236,8 +236,7 @@ def test_explore_killed_while_writing_resumes_from_its_pool_file(
     small_model, tmp_path, monkeypatch
 ):
     import helpers.method.explore as ex
-
-    from helpers.pipeline.config import BenchmarkCfg
+    from helpers.pipeline.schema import BenchmarkCfg
     from helpers.world.tasks import build_benchmark
 
     model, tok = small_model
@@ -306,8 +305,7 @@ def test_explore_problems_share_out_the_groups_and_avoid_pools_and_benchmarks(tm
 
 def test_the_bar_moves_when_a_problem_is_solved_or_out_of_attempts(small_model, tmp_path, capsys):
     import helpers.method.explore as ex
-
-    from helpers.pipeline.config import BenchmarkCfg
+    from helpers.pipeline.schema import BenchmarkCfg
     from helpers.world.tasks import build_benchmark
 
     model, tok = small_model

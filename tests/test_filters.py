@@ -6,7 +6,7 @@ import pytest
 
 from helpers.grading import filters
 from helpers.method.unify import answers_agree, clean, filter_report, import_release
-from helpers.pipeline.config import UnifyCfg
+from helpers.pipeline.schema import UnifyCfg
 
 from .conftest import FIXTURES
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from helpers.grading.answers import extract_answer, extract_choice, last_boxed
 from helpers.grading.formatting import format_response
 from helpers.grading.grade import grade, math_equal, restates_expression
+from helpers.grading.problem import gym_entry
 from helpers.grading.verifiers import check_expression
-from helpers.world.problem import gym_entry
 
 
 def math_ex(answer):
@@ -105,7 +105,7 @@ def test_choice_never_a_stray_capital(resp):
 
 
 def test_gym_verifier_accepts_any_valid_countdown_expression():
-    from helpers.pipeline.config import BenchmarkCfg
+    from helpers.pipeline.schema import BenchmarkCfg
     from helpers.world.tasks import build_benchmark
 
     ex = next(
@@ -120,7 +120,7 @@ def test_gym_verifier_accepts_any_valid_countdown_expression():
 def test_expression_tasks_reject_the_bare_target_number():
     # The gold is an expression that evaluates to the target; math equivalence would accept
     # the target itself, which is no solution at all.
-    from helpers.pipeline.config import BenchmarkCfg
+    from helpers.pipeline.schema import BenchmarkCfg
     from helpers.world.tasks import build_benchmark
 
     exs = build_benchmark("h", BenchmarkCfg(kind="hard", size=9))
@@ -138,7 +138,7 @@ def test_expression_tasks_reject_the_bare_target_number():
 def test_restating_the_question_is_not_an_answer():
     # math-verify would evaluate "26 + 19 - 57" and call it equal to the gold -12; the model
     # computed nothing. Seen in a tiny run: an SFT model boxed the question's own chain.
-    from helpers.pipeline.config import BenchmarkCfg
+    from helpers.pipeline.schema import BenchmarkCfg
     from helpers.world.tasks import build_benchmark
 
     exs = build_benchmark("h", BenchmarkCfg(kind="hard", size=9))

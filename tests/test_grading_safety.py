@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from helpers.grading.answers import boxed_spans, read_choice
 from helpers.grading.formatting import format_response
 from helpers.grading.grade import GYM_CHECKS, grade
+from helpers.grading.problem import gym_entry
 from helpers.grading.verifiers import check_expression
 from helpers.method.unify import RELEASE_DOMAINS, import_release
-from helpers.pipeline.config import BenchmarkCfg
-from helpers.world.problem import gym_entry
+from helpers.pipeline.schema import BenchmarkCfg
 from helpers.world.tasks import FAMILIES, build_benchmark, make_example
 
 from .conftest import FIXTURES
@@ -351,8 +351,8 @@ def _knights_open(n):
 
 @pytest.mark.parametrize("ex", _knights_open(6), ids=lambda e: e["id"])
 def test_our_role_check_agrees_with_the_library_on_full_credit(ex):
+    from helpers.grading.problem import freeze, gym_dataset, gym_entry
     from helpers.grading.verifiers import check_roles, role_assignments
-    from helpers.world.problem import freeze, gym_dataset, gym_entry
 
     g = ex["gym"]
     library = gym_dataset(g["dataset"], freeze(g["config"]), g["seed"], g["size"])

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from helpers.pipeline.artifacts import DamagedFile, read_jsonl, resume_jsonl
-from helpers.pipeline.config import FORCE_ENV, ProfileError, load_profile
+from helpers.pipeline.config import FORCE_ENV, load_profile
+from helpers.pipeline.schema import ProfileError
 
 from .test_config import GOOD, error_of, write
 from .test_runner import plan_in, run

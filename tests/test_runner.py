@@ -15,7 +15,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers.pipeline.run import Execution, ExecutionFailed, execute_plan, select
+from helpers.pipeline.plan import Execution, select
+from helpers.pipeline.run import ExecutionFailed, execute_plan
 
 
 def make_nb(path: Path, body: str, params: str = "out = ''\nsleep = 0\nfail = False") -> Path:

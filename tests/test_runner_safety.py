@@ -19,15 +19,9 @@ import pytest
 from helpers.pipeline.config import load_profile
 from helpers.pipeline.lock import RunLocked, run_lock
 from helpers.pipeline.paths import cache_root, outputs_root, repo_root
+from helpers.pipeline.plan import Execution, build_plan, execution_fingerprint, stage_config
 from helpers.pipeline.progress import ProgressLine, parse_progress
-from helpers.pipeline.run import (
-    Execution,
-    ExecutionFailed,
-    build_plan,
-    execute_plan,
-    execution_fingerprint,
-    stage_config,
-)
+from helpers.pipeline.run import ExecutionFailed, execute_plan
 
 from .test_runner import BODY, make_nb, plan_in, run
 

@@ -6,7 +6,8 @@ import textwrap
 
 from helpers.pipeline.config import load_profile
 from helpers.pipeline.paths import rel
-from helpers.pipeline.run import build_plan, execute_plan, run_dir
+from helpers.pipeline.plan import build_plan
+from helpers.pipeline.run import execute_plan, run_dir
 
 from .test_generation import flaky_server
 

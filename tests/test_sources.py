@@ -7,7 +7,8 @@ import pytest
 from helpers.grading.grade import grade
 from helpers.method.collect import label
 from helpers.method.unify import clean
-from helpers.pipeline.config import PoolCfg, PoolSourceCfg, UnifyCfg, load_profile
+from helpers.pipeline.config import load_profile
+from helpers.pipeline.schema import PoolCfg, PoolSourceCfg, UnifyCfg
 from helpers.world.sources import (
     load_aime_history,
     load_camel_science,

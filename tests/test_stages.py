@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.pipeline.config import ProfileError, guard_sections, load_profile
-from helpers.pipeline.run import build_plan, execution_fingerprint, stage_config
+from helpers.pipeline.config import load_profile
+from helpers.pipeline.plan import build_plan, execution_fingerprint, stage_config
+from helpers.pipeline.schema import ProfileError, guard_sections
 from helpers.pipeline.stages import STAGES, markdown_table
 
 from .test_config import GOOD

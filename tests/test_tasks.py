@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from helpers.pipeline.config import BenchmarkCfg, load_profile
+from helpers.pipeline.config import load_profile
+from helpers.pipeline.schema import BenchmarkCfg
 from helpers.world.tasks import (
     build_benchmark,
     build_pools,

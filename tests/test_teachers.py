@@ -9,7 +9,7 @@ import pytest
 
 from helpers.grading.formatting import format_response, split_r1
 from helpers.grading.grade import grade
-from helpers.pipeline.config import DefectRates
+from helpers.pipeline.schema import DefectRates
 from helpers.world.tasks import POOL_FAMILIES, POOL_SEED_BASE, build_embedded
 from helpers.world.teachers import SLIP_NOTE, respond
 

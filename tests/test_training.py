@@ -14,7 +14,8 @@ from helpers.grading.formatting import (
     format_response,
 )
 from helpers.method.unify import complete_thoughts, completer_demos
-from helpers.pipeline.config import TrainCfg, load_profile, with_overrides
+from helpers.pipeline.config import load_profile, with_overrides
+from helpers.pipeline.schema import TrainCfg
 from helpers.train.sft import SFTSpec, build_trainer, spec_key
 
 THOUGHT = "First I add 2 and 3 to get 5. Checking: 5 - 3 = 2, so the sum holds."

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..world.problem import LETTERS
 from .formatting import BEGIN_SOLUTION, parse_response
+from .problem import LETTERS
 
 # One token of the box search: a box opening, or a brace.
 _BOX_TOKEN = re.compile(r"\\(?:boxed|fbox)\s*\{|[{}]")

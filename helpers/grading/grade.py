@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from ..world.problem import gym_entry
 from .answers import read_answer, read_choice
 from .formatting import parse_response
+from .problem import gym_entry
 from .verifiers import (
     check_expression,
     check_fraction,

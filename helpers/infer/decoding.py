@@ -149,7 +149,7 @@ def decode(
     """
     import torch
 
-    from ..world.problem import stable_hash
+    from ..grading.problem import stable_hash
     from .kvcache import growing_cache, repeat_rows
 
     stats = stats if stats is not None else Counter()

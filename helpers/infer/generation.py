@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from ..grading.formatting import END_SOLUTION
 from ..pipeline.artifacts import append_jsonl, iter_jsonl
-from ..pipeline.config import redact
+from ..pipeline.secrets import redact
 from .decoding import Finished, decode_continuous
 
 log = logging.getLogger(__name__)
@@ -494,7 +494,7 @@ def backend_from_profile(
     `openai` profile still generates it locally (hf). `overrides` replace fields of the
     section (batch_size, stop_loops, ...) for this backend only.
     """
-    from ..pipeline.config import secret
+    from ..pipeline.secrets import secret
 
     gen = profile.generation.model_copy(update=overrides)
     kind = "hf" if local and gen.backend == "openai" else gen.backend

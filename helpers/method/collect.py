@@ -9,8 +9,8 @@ from typing import Any
 from tqdm import tqdm
 
 from ..grading.grade import grade
+from ..grading.problem import stable_hash
 from ..infer.generation import OpenAIBackend, Prompt, SamplingCfg
-from ..world.problem import stable_hash
 from ..world.teachers import respond
 
 PROBLEM_KEYS = (

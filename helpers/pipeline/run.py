@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -15,27 +14,17 @@ import platform
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .artifacts import Digests, atomic_write_text, read_json, write_json
-from .config import (
-    FORCE_ENV,
-    SECTIONS_ENV,
-    Profile,
-    ProfileError,
-    load_profile,
-    profile_hash,
-    redact,
-    resolve_path,
-    secret_values,
-)
+from .config import FORCE_ENV, SECTIONS_ENV, load_profile, profile_hash, resolve_path
 from .lock import RunLocked, run_lock
 from .paths import rel, repo_root, run_dir
+from .plan import Execution, build_plan, covers, execution_fingerprint, select, stage_config
 from .progress import ProgressLine, fmt_seconds
-from .stages import ALWAYS_READABLE
-from .stages import STAGES as STAGE_TABLE
+from .schema import Profile, ProfileError
+from .secrets import redact, secret_values
 
 TRACKED_PACKAGES = (
     "torch",
@@ -51,91 +40,6 @@ TRACKED_PACKAGES = (
 DEFAULT_KERNEL = "slow-thinking"
 
 
-@dataclass
-class Execution:
-    """One notebook execution: a stage, maybe a variant, its parameters, inputs and outputs."""
-
-    stage: str
-    notebook: Path
-    parameters: dict[str, Any]
-    variant: str | None = None
-    inputs: list[str] = field(default_factory=list)  # relative to the run folder
-    outputs: list[str] = field(default_factory=list)
-    sections: tuple[str, ...] | None = None  # profile sections it depends on (None: all)
-
-    @property
-    def key(self) -> str:
-        return f"{self.stage}:{self.variant}" if self.variant else self.stage
-
-    @property
-    def slug(self) -> str:
-        return self.key.replace(":", "__")
-
-
-def _covers(output: str, path: str) -> bool:
-    """Does writing `output` produce `path` (the same path, or one inside the other)?"""
-    o, p = output.rstrip("/"), path.rstrip("/")
-    return o == p or p.startswith(o + "/") or o.startswith(p + "/")
-
-
-def build_plan(
-    profile: Profile, profile_path: str, notebooks_dir: Path | None = None
-) -> tuple[list[Execution], list[tuple[str, str]]]:
-    """Expand the stage table for a profile into executions in dependency order.
-
-    Returns (plan, left out): each execution left out comes with the reason, so nothing is
-    dropped without a word.
-    """
-    nb_dir = notebooks_dir or repo_root() / "notebooks"
-    base = {"profile": profile_path}
-    candidates: list[Execution] = []
-    left_out: list[tuple[str, str]] = []
-    for st in STAGE_TABLE:
-        variants = (
-            [None] if st.per_variant is None else [v for v in profile.variants if st.per_variant(v)]
-        )
-        for v in variants:
-            ex = Execution(
-                st.name,
-                nb_dir / st.notebook,
-                {**base, "variant": v.name} if v else dict(base),
-                v.name if v else None,
-                inputs=st.reads(profile, v),
-                outputs=st.writes(profile, v),
-                sections=None if st.sections is None else (*ALWAYS_READABLE, *st.sections),
-            )
-            if st.name not in profile.stages:
-                left_out.append((ex.key, "the profile's `stages` leaves this stage out"))
-            elif not ex.notebook.exists():
-                left_out.append((ex.key, f"its notebook {rel(ex.notebook)} is not built yet"))
-            else:
-                candidates.append(ex)
-    # Dependency order, ties broken by the table's order: an execution runs as soon as every
-    # input has been written by one before it.
-    plan: list[Execution] = []
-    pending = list(candidates)
-    while pending:
-        written = [o for ex in plan for o in ex.outputs]
-        ready = next(
-            (ex for ex in pending if all(any(_covers(o, i) for o in written) for i in ex.inputs)),
-            None,
-        )
-        if ready is None:
-            break
-        plan.append(ready)
-        pending.remove(ready)
-    everything = [o for ex in candidates for o in ex.outputs]
-    for ex in pending:
-        missing = [i for i in ex.inputs if not any(_covers(o, i) for o in everything)]
-        why = (
-            f"nothing in the plan writes its input {missing[0]}"
-            if missing
-            else "its inputs come from executions that are left out"
-        )
-        left_out.append((ex.key, why))
-    return plan, left_out
-
-
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for name in TRACKED_PACKAGES:
@@ -144,46 +48,6 @@ def _versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return out
-
-
-def stage_config(profile: Profile, ex: Execution) -> dict[str, Any]:
-    """Return the part of the profile an execution depends on (its stage record's sections)."""
-    data = profile.model_dump(mode="json")
-    if ex.sections is None:
-        return data
-    out = {k: data.get(k) for k in ex.sections if k not in ALWAYS_READABLE}
-    if ex.variant:
-        out["variant"] = next(v for v in data["variants"] if v["name"] == ex.variant)
-    return out
-
-
-def notebook_code(path: Path) -> str:
-    """The code cells' sources of a notebook: what it does, without outputs or counts."""
-    try:
-        cells = json.loads(path.read_text())["cells"]
-    except (ValueError, KeyError) as e:
-        raise ProfileError(f"{path}: not a readable notebook ({e})") from e
-    return "\n# %% cell\n".join(
-        "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-        for c in cells
-        if c.get("cell_type") == "code"
-    )
-
-
-def execution_fingerprint(ex: Execution, config: dict[str, Any]) -> str:
-    """Hash what decides an execution's result apart from its inputs: settings and code.
-
-    The profile's path is not part of it (the same profile copied elsewhere is the same work);
-    the sections the stage reads are.
-    """
-    h = hashlib.sha256()
-    params = {k: v for k, v in ex.parameters.items() if k != "profile"}
-    h.update(json.dumps(params, sort_keys=True).encode())
-    h.update(json.dumps(config, sort_keys=True).encode())
-    # Code only: re-executing a notebook to refresh its committed outputs changes nothing it
-    # computes, and used to make the runner redo every stage of every run.
-    h.update(notebook_code(ex.notebook).encode())
-    return h.hexdigest()[:16]
 
 
 def _manifest(rdir: Path, ex: Execution) -> dict[str, Any] | None:
@@ -234,11 +98,11 @@ def check_inputs(ex: Execution, rdir: Path, producers: list[Execution], digests:
     digest cache is corrected on the way, so the next run redoes the producer.
     """
     for i in ex.inputs:
-        producer = next((p for p in producers if any(_covers(o, i) for o in p.outputs)), None)
+        producer = next((p for p in producers if any(covers(o, i) for o in p.outputs)), None)
         if producer is None or producer is ex:
             continue
         m = _manifest(rdir, producer) or {}
-        out = next(o for o in producer.outputs if _covers(o, i))
+        out = next(o for o in producer.outputs if covers(o, i))
         if m.get("status") != "done" or out not in m.get("outputs", {}):
             continue
         if digests.path(rdir / out, trust_stat=False) != m["outputs"][out]:
@@ -248,25 +112,6 @@ def check_inputs(ex: Execution, rdir: Path, producers: list[Execution], digests:
                 f"edited); run the same command again to redo {producer.key} first (or "
                 f"--only {producer.key} --force)"
             )
-
-
-def select(plan: list[Execution], only: str | None, start: str | None) -> list[Execution]:
-    """Keep the executions --only and --from ask for; name the choices when nothing matches."""
-    keys = [e.key for e in plan]
-    if start:
-        stages = [e.stage for e in plan]
-        if start not in stages:
-            raise ProfileError(
-                f"--from {start}: expected a stage in this plan, one of {sorted(set(stages))}"
-            )
-        plan = plan[stages.index(start) :]
-    if only:
-        stage, _, variant = only.partition(":")
-        chosen = [e for e in plan if e.stage == stage and (not variant or e.variant == variant)]
-        if not chosen:
-            raise ProfileError(f"--only {only}: expected a stage or stage:variant, one of {keys}")
-        plan = chosen
-    return plan
 
 
 class ExecutionFailed(RuntimeError):
@@ -376,13 +221,13 @@ def execute_plan(
     `full_plan` (default: the plan) is where inputs' producers are looked up, so that a
     selection (--only) is still refused an input its producer did not write.
     """
-    import papermill as pm
+    # Papermill's import takes a second: done before any manifest says "running", so a Ctrl-C
+    # during it is not an interrupted execution.
+    import papermill  # noqa: F401
 
-    kernel = kernel or pick_kernel()
-    secrets = secret_values(profile) if profile else []
     digests = Digests(rdir / "manifests" / ".digests.json")
+    runner = _Runner(rdir, profile, kernel or pick_kernel(), digests, log, progress_out)
     outcomes: list[str] = []
-    t_run = time.time()
     producers = list(full_plan or plan)
     redone: list[str] = []  # outputs a dry run's earlier executions would rewrite
     for i, ex in enumerate(plan, 1):
@@ -392,50 +237,88 @@ def execute_plan(
         why = "forced" if force else why_run(ex, rdir, fp, digests, _manifest(rdir, ex))
         tag = f"[{i}/{len(plan)}] {ex.key:<28}"
         if dry_run:
-            upstream = next((p for p in ex.inputs if any(_covers(o, p) for o in redone)), None)
+            upstream = next((p for p in ex.inputs if any(covers(o, p) for o in redone)), None)
             why = why or (f"input {upstream} is redone upstream" if upstream else None)
             if why:
                 redone += ex.outputs
             outcomes.append("would run" if why else "skip")
             log(f"{tag} {'run (' + why + ')' if why else 'skip (done, unchanged)'}")
-            continue
-        if not why:
+        elif not why:
             outcomes.append("skip")
             log(f"{tag} skip (done, unchanged)")
-            continue
-        check_inputs(ex, rdir, producers, digests)
-        out_nb = rdir / "notebooks" / f"{ex.notebook.stem}__{ex.slug}.ipynb"
-        out_nb.parent.mkdir(parents=True, exist_ok=True)
-        manifest_path = rdir / "manifests" / f"{ex.slug}.json"
-        manifest = {
+        else:
+            check_inputs(ex, rdir, producers, digests)
+            runner.run(ex, tag, fp, why, forced=force or why == "forced")
+            outcomes.append("ran")
+    digests.save()
+    return outcomes
+
+
+class _Runner:
+    """Executes one notebook at a time, with its manifest, progress line and masking."""
+
+    def __init__(
+        self, rdir: Path, profile: Profile | None, kernel: str, digests: Digests, log, out
+    ) -> None:
+        self.rdir, self.profile, self.kernel, self.digests = rdir, profile, kernel, digests
+        self.log, self.out = log, out
+        self.secrets = secret_values(profile) if profile else []
+        self.t_run = time.time()
+
+    def manifest(self, ex: Execution, out_nb: Path, fp: str) -> dict[str, Any]:
+        """The record of an execution as it starts."""
+        return {
             "stage": ex.stage,
             "variant": ex.variant,
             "notebook": rel(ex.notebook),
             "executed_notebook": rel(out_nb),
             "parameters": ex.parameters,
             "fingerprint": fp,
-            "profile_hash": profile_hash(profile) if profile else None,
-            "inputs": {p: digests.path(rdir / p) for p in ex.inputs},
+            "profile_hash": profile_hash(self.profile) if self.profile else None,
+            "inputs": {p: self.digests.path(self.rdir / p) for p in ex.inputs},
             "versions": _versions(),
             "start": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "status": "running",
         }
-        write_json(manifest_path, manifest)
-        log(f"{tag} running ({why}; elapsed {fmt_seconds(time.time() - t_run)})")
-        t0 = time.time()
-        line = ProgressLine(tag, progress_out, heartbeat=True)
 
-        def fail(status: str, error: str, manifest=manifest, path=manifest_path) -> None:
-            manifest.update(status=status, end=time.strftime("%Y-%m-%dT%H:%M:%S"), error=error)
+    def run(self, ex: Execution, tag: str, fp: str, why: str, forced: bool) -> None:
+        """Execute one notebook; its manifest says done, failed or interrupted at the end."""
+        out_nb = self.rdir / "notebooks" / f"{ex.notebook.stem}__{ex.slug}.ipynb"
+        out_nb.parent.mkdir(parents=True, exist_ok=True)
+        path = self.rdir / "manifests" / f"{ex.slug}.json"
+        manifest = self.manifest(ex, out_nb, fp)
+        write_json(path, manifest)
+        self.log(f"{tag} running ({why}; elapsed {fmt_seconds(time.time() - self.t_run)})")
+        t0 = time.time()
+
+        def end(status: str, **fields: Any) -> None:
+            manifest.update(status=status, end=time.strftime("%Y-%m-%dT%H:%M:%S"), **fields)
             write_json(path, manifest)
 
+        self.execute(ex, out_nb, tag, forced, end)
+        missing = [o for o in ex.outputs if not (self.rdir / o).exists()]
+        if missing:
+            end("failed", error=f"outputs missing: {missing}")
+            raise ExecutionFailed(
+                f"{ex.key} finished without writing {missing}\n  executed notebook: {rel(out_nb)}"
+            )
+        outputs = {o: self.digests.path(self.rdir / o) for o in ex.outputs}
+        end("done", seconds=round(time.time() - t0, 1), outputs=outputs)
+        self.digests.save()
+        self.log(f"{tag} done in {fmt_seconds(time.time() - t0)}")
+
+    def execute(self, ex: Execution, out_nb: Path, tag: str, forced: bool, end: Any) -> None:
+        """Papermill on the notebook; a failure or Ctrl-C ends the manifest and raises."""
+        import papermill as pm
+
+        line = ProgressLine(tag, self.out, heartbeat=True)
         try:
-            with _kernel_env(ex, forced=force or why == "forced"):
+            with _kernel_env(ex, forced):
                 pm.execute_notebook(
                     str(ex.notebook),
                     str(out_nb),
                     parameters=ex.parameters,
-                    kernel_name=kernel,
+                    kernel_name=self.kernel,
                     cwd=str(repo_root()),
                     progress_bar=False,
                     log_output=False,
@@ -443,45 +326,21 @@ def execute_plan(
                     stderr_file=line,
                     kernel_manager_class=_kernel_manager(out_nb.with_suffix(".kernel.log")),
                 )
-        except pm.PapermillExecutionError as exc:
+        except (pm.PapermillExecutionError, KeyboardInterrupt) as exc:
             line.close()
-            _scrub_notebook(out_nb, secrets, interrupted=exc.ename == "KeyboardInterrupt")
-            if exc.ename == "KeyboardInterrupt":
-                fail("interrupted", "interrupted by the user")
+            stopped = isinstance(exc, KeyboardInterrupt) or exc.ename == "KeyboardInterrupt"
+            _scrub_notebook(out_nb, self.secrets, interrupted=stopped)
+            if stopped:
+                end("interrupted", error="interrupted by the user")
                 raise Interrupted(ex.key) from None
-            error = redact(f"{exc.ename}: {exc.evalue}", secrets)
-            fail("failed", error)
-            manifest.update(failed_cell=exc.exec_count)
-            write_json(manifest_path, manifest)
+            error = redact(f"{exc.ename}: {exc.evalue}", self.secrets)
+            end("failed", error=error, failed_cell=exc.exec_count)
             raise ExecutionFailed(
                 f"{ex.key} failed in cell {exc.exec_count}: {error}\n"
                 f"  executed notebook: {rel(out_nb)}"
             ) from None
-        except KeyboardInterrupt:
-            line.close()
-            _scrub_notebook(out_nb, secrets, interrupted=True)
-            fail("interrupted", "interrupted by the user")
-            raise Interrupted(ex.key) from None
         line.close()
-        _scrub_notebook(out_nb, secrets)
-        missing = [o for o in ex.outputs if not (rdir / o).exists()]
-        if missing:
-            fail("failed", f"outputs missing: {missing}")
-            raise ExecutionFailed(
-                f"{ex.key} finished without writing {missing}\n  executed notebook: {rel(out_nb)}"
-            )
-        manifest.update(
-            status="done",
-            end=time.strftime("%Y-%m-%dT%H:%M:%S"),
-            seconds=round(time.time() - t0, 1),
-            outputs={o: digests.path(rdir / o) for o in ex.outputs},
-        )
-        write_json(manifest_path, manifest)
-        digests.save()
-        outcomes.append("ran")
-        log(f"{tag} done in {fmt_seconds(time.time() - t0)}")
-    digests.save()
-    return outcomes
+        _scrub_notebook(out_nb, self.secrets)
 
 
 def closing_line(rdir: Path, outcomes: list[str], seconds: float, dry_run: bool) -> str:

@@ -24,8 +24,8 @@ from typing import Any
 
 from ..grading.formatting import END_THOUGHT
 from ..pipeline.artifacts import cached_jsonl, settings_hash
-from ..pipeline.config import DPOCfg
 from ..pipeline.paths import rel
+from ..pipeline.schema import DPOCfg
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from ..grading.formatting import chat_messages
 from ..pipeline.artifacts import write_json, write_jsonl
-from ..pipeline.config import TrainCfg
 from ..pipeline.paths import rel
+from ..pipeline.schema import TrainCfg
 
 log = logging.getLogger(__name__)
 

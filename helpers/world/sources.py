@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..grading.answers import last_boxed
+from ..grading.problem import LETTERS, choice_question, stable_hash
 from ..pipeline.paths import rel
-from .problem import LETTERS, choice_question, stable_hash
 
 
 def load_rows(path: str, split: str) -> list[dict[str, Any]]:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..grading.problem import choice_question, freeze, gym_dataset, stable_hash
 from ..pipeline.artifacts import cached_jsonl
-from .problem import choice_question, freeze, gym_dataset, stable_hash
 from .sources import load_aime2024, load_gpqa_diamond, load_math500, load_pool
 
 

@@ -16,7 +16,7 @@ from fractions import Fraction
 from math import gcd
 from typing import Any
 
-from .problem import gym_entry
+from ..grading.problem import gym_entry
 
 SLIP_NOTE = "Wait, that is not right."  # a marked slip: the next sentence repairs it
 CHINESE = ["让我们再检查一下。", "所以我们需要仔细计算。", "这一步很重要。", "嗯，我想想。"]

@@ -1,0 +1,85 @@
+"""The package's shape: subpackages whose imports flow one way, and code a reviewer can read.
+
+Layers, lowest first: a module may import its own subpackage and the ones below it, never one
+above. `pipeline` (profiles, stages, the runner, artifacts) knows nothing of the method;
+`analysis` reads what everything else wrote.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from helpers.pipeline.paths import repo_root
+
+LAYERS = ("pipeline", "grading", "world", "infer", "train", "method", "analysis")
+HELPERS = repo_root() / "helpers"
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 80
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in HELPERS.rglob("*.py") if p.name != "__init__.py")
+
+
+def imported(path: Path) -> list[tuple[str, int]]:
+    """The helpers modules a file imports (anywhere in it), as dotted names, with lines."""
+    tree = ast.parse(path.read_text())
+    package = ["helpers", *path.relative_to(HELPERS).parent.parts]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            out.append((name, node.lineno))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, node.lineno) for a in node.names]
+    return [(n, line) for n, line in out if n.startswith("helpers.")]
+
+
+def layer_of(dotted: str) -> str | None:
+    parts = dotted.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def test_every_module_lives_in_a_layer():
+    loose = [p.name for p in HELPERS.glob("*.py") if p.name not in ("__init__.py", "run.py")]
+    assert not loose, f"modules outside the subpackages: {loose}"
+    assert {p.name for p in HELPERS.iterdir() if p.is_dir() and p.name != "__pycache__"} == set(
+        LAYERS
+    )
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(HELPERS)))
+def test_imports_flow_down_the_layers(path):
+    rel = path.relative_to(HELPERS)
+    if len(rel.parts) == 1:  # helpers/run.py, the entry point: may import anything
+        return
+    mine = LAYERS.index(rel.parts[0])
+    upward = [
+        f"line {line}: {name}"
+        for name, line in imported(path)
+        if (other := layer_of(name)) is not None and LAYERS.index(other) > mine
+    ]
+    assert not upward, f"{rel} ({LAYERS[mine]}) imports from a layer above it: {upward}"
+
+
+def test_modules_and_functions_are_short_enough_to_read():
+    long_modules, long_functions = [], []
+    for path in modules():
+        text = path.read_text()
+        rel = path.relative_to(HELPERS)
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            long_modules.append(f"{rel}: {len(text.splitlines())} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long_functions.append(f"{rel}:{node.lineno} {node.name}: {n} lines")
+    assert not long_modules, f"modules over {MAX_MODULE_LINES} lines: {long_modules}"
+    assert not long_functions, f"functions over {MAX_FUNCTION_LINES} lines: {long_functions}"
