@@ -72,7 +72,7 @@ def test_impossible_size(tmp_path):
 
 def test_ratios_must_sum_to_one(tmp_path):
     msg = error_of(tmp_path, GOOD.replace("hard_math: 0.5}", "hard_math: 0.2}"))
-    assert "key 'mixtures.small'" in msg and "ratios must sum to 1, found 0.7" in msg
+    assert "key 'mixtures.small.ratios'" in msg and "ratios must sum to 1, found 0.7" in msg
 
 
 def test_variant_naming_unknown_input(tmp_path):

@@ -15,18 +15,20 @@ from hypothesis import strategies as st
 from helpers.grading.formatting import format_response
 from helpers.infer.decoding import Finished, ListSource
 from helpers.infer.scoring import score_hf
-from helpers.method.explore import (
-    ExploreSource,
-    first_success,
-    iteration_stats,
-    pass_at_k,
-    pass_at_k_enumerated,
-    select,
-    solved_within,
-)
+from helpers.method.explore import ExploreSource
+from helpers.method.pool import first_success, iteration_stats, pass_at_k, solved_within
+from helpers.method.selection import select
 from tests.conftest import sample
 
 transformers = pytest.importorskip("transformers")
+
+
+def pass_at_k_enumerated(outcomes, k):
+    """pass@k by brute force: the share of k-subsets of the samples holding a correct one."""
+    from itertools import combinations
+
+    subsets = list(combinations(range(len(outcomes)), k))
+    return sum(any(outcomes[i] for i in s) for s in subsets) / len(subsets)
 
 
 def explore_settings(**changes):

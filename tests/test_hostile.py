@@ -149,7 +149,7 @@ SETTINGS = {"max_rollouts": 4, "max_new_tokens": 16}
 
 
 def _resume(path: Path, **kw):
-    from helpers.method.explore import resume_pool
+    from helpers.method.pool import resume_pool
 
     logged: list[str] = []
     rows = resume_pool(path, "fp", _problems(), SETTINGS, "m", log=logged.append, **kw)
@@ -210,7 +210,7 @@ def test_a_resumed_pool_refuses_records_a_rollout_cannot_be(tmp_path, row, why):
 
 
 def test_an_earlier_pool_joins_with_its_counts_or_stops_when_nothing_does(tmp_path):
-    from helpers.method.explore import load_pool
+    from helpers.method.pool import load_pool
 
     earlier = tmp_path / "earlier.jsonl"
     _write_lines(
@@ -352,7 +352,8 @@ def _server(status: int, body: str):
 
 
 def _ask(url):
-    from helpers.infer.generation import OpenAIBackend, Prompt, SamplingCfg
+    from helpers.infer.generation import Prompt, SamplingCfg
+    from helpers.infer.openai_backend import OpenAIBackend
 
     be = OpenAIBackend(url, "m", KEY, max_retries=0, progress=False)
     return be.generate([Prompt([{"role": "user", "content": "hi"}])], SamplingCfg(stop=()))
@@ -421,7 +422,8 @@ def test_the_status_line_ticks_without_output():
 
 
 def test_the_explore_table_names_the_profiles_rollouts_and_has_no_empty_cells():
-    from helpers.method.explore import iteration_stats, problems_note, stats_table
+    from helpers.analysis.display import problems_note, stats_table
+    from helpers.method.pool import iteration_stats
 
     problems = [dict(p, family=f) for p, f in zip(_problems(3), ["a", "a", "b"], strict=True)]
     rows = [_rollout("p0", 1, correct=True), _rollout("p1", 1), _rollout("p1", 2)]

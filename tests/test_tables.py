@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from helpers.analysis import report, stats, tables
+from helpers.analysis import effects, report, rundata, stats, tables
 from helpers.pipeline import config
 from helpers.pipeline.paths import repo_root
 
@@ -75,7 +75,7 @@ def test_report_lists_missing_variants_data_and_timings(tmp_path):
         (tmp_path / "manifests" / name).write_text(json.dumps(m))
     # the runner's hash cache lives beside the manifests: not an execution
     (tmp_path / "manifests" / ".digests.json").write_text(json.dumps({"x": [1, 2, "ab"]}))
-    timings = report.stage_timings(tmp_path)
+    timings = rundata.stage_timings(tmp_path)
     assert list(timings["stage"]) == ["collect", "sft"]  # a running one is not a timing
     assert list(timings["minutes"]) == [0.5, 10.0]
     summaries = {"backbone": _summary({"normal": [1, 0], "hard": [0], "other": [1]})}
@@ -93,7 +93,7 @@ def test_effects_compare_our_differences_with_the_papers():
         "backbone": _summary({"normal": [1] + [0] * 19, "hard": [0] * 10, "other": [1, 0]}),
         "sft_large": _summary({"normal": [1] * 19 + [0], "hard": [0] * 10, "other": [0, 0]}),
     }
-    eff = report.effects(cfg, summaries)
+    eff = effects.effects(cfg, summaries)
     # only the comparison whose two variants exist is made
     assert set(eff["claim"]) == {"distilling 3.9k helps"}
     rows = {r["benchmark"]: r for r in eff.to_dict("records")}
@@ -106,10 +106,10 @@ def test_effects_compare_our_differences_with_the_papers():
 
 
 def test_effect_verdicts():
-    assert report.verdict(10.0, 5.0, 0.01) == "holds"
-    assert report.verdict(-10.0, 5.0, 0.01) == "reversed"
-    assert report.verdict(3.0, 5.0, 0.4) == "not shown (paper's direction)"
-    assert report.verdict(0.0, 5.0, 1.0) == "no difference"
+    assert effects.verdict(10.0, 5.0, 0.01) == "holds"
+    assert effects.verdict(-10.0, 5.0, 0.01) == "reversed"
+    assert effects.verdict(3.0, 5.0, 0.4) == "not shown (paper's direction)"
+    assert effects.verdict(0.0, 5.0, 1.0) == "no difference"
 
 
 def test_report_cells_say_nothing_rather_than_nan(tmp_path):

@@ -10,8 +10,9 @@ import pytest
 from helpers.grading.formatting import format_response, split_r1
 from helpers.grading.grade import grade
 from helpers.pipeline.schema import DefectRates
+from helpers.world.solvers import SLIP_NOTE
 from helpers.world.tasks import POOL_FAMILIES, POOL_SEED_BASE, build_embedded
-from helpers.world.teachers import SLIP_NOTE, respond
+from helpers.world.teachers import respond
 
 OP_RE = re.compile(r"(-?\d+(?:/\d+)?) ([-+*/]) (-?\d+(?:/\d+)?) = (-?\d+(?:/\d+)?)")
 

@@ -109,7 +109,7 @@ def test_the_runner_sees_training_steps_as_a_text_bar(make_trainer, monkeypatch)
     from transformers.utils.notebook import NotebookProgressCallback
 
     from helpers.pipeline.config import SECTIONS_ENV
-    from helpers.train.sft import text_progress
+    from helpers.train.trainer import text_progress
 
     def kinds(trainer):
         return [type(c) for c in trainer.callback_handler.callbacks]
@@ -130,7 +130,7 @@ def test_the_runner_sees_training_steps_as_a_text_bar(make_trainer, monkeypatch)
 
 
 def test_a_run_no_longer_than_its_warmup_is_refused(backbone, tmp_path):
-    from helpers.train.sft import check_schedule
+    from helpers.train.trainer import check_schedule
 
     model, tok = backbone
 

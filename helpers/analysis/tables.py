@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.artifacts import read_json
+from ..pipeline.stages import locate
 from .stats import bootstrap_ci
 
 # Paper numbers (accuracy %), from shared/reference/paper-facts.md.
@@ -125,7 +126,7 @@ def load_summaries(rdir: Path, variants: list[Any]) -> tuple[dict[str, dict], li
     """Read each variant's eval summary; return (found, names of the missing ones)."""
     found, missing = {}, []
     for v in variants:
-        path = Path(rdir) / "eval" / v.name / "summary.json"
+        path = locate(rdir, "evaluate", "summary", variant=v.name)
         if path.exists():
             found[v.name] = read_json(path)
         else:

@@ -123,6 +123,174 @@ def pick(logits: Any, temperature: float, top_p: float, generators: Sequence[Any
     )
 
 
+@dataclass
+class Sampling:
+    """How the loop picks tokens and what it records: greedy when temperature is 0."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    logprobs: bool = False
+
+
+class Batch:
+    """The running rows of the decode loop: admitted (prefilled), stepped, evicted.
+
+    The rows share one key/value cache in cache order; `head` (the tokens every prompt starts
+    with) is computed once and copied into each admitted row's cache.
+    """
+
+    def __init__(
+        self, model: Any, head: Sequence[int], pad_id: int, sampling: Sampling, stats: Counter
+    ) -> None:
+        import torch
+
+        self.model, self.pad_id, self.sampling, self.stats = model, pad_id, sampling, stats
+        self.device = model.device
+        self.layers = model.config.get_text_config(decoder=True).num_hidden_layers
+        self.h = len(head)
+        self.keys: list[Any] = []  # of the alive rows, in cache order
+        self.toks: list[list[int]] = []
+        self.lps: list[float] = []
+        self.gens: list[Any] = []
+        self.cache: Any = None
+        self.mask = self.pos = self.nxt = None
+        self.head_cache: Any = None
+        if self.h:
+            self.head_cache = model(
+                input_ids=torch.tensor([list(head)], device=self.device), use_cache=True
+            ).past_key_values
+            stats["prefill"] += self.h
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _generator(self, key: Any) -> Any:
+        import torch
+
+        from ..grading.problem import stable_hash
+
+        if self.sampling.temperature <= 0:
+            return None
+        g = torch.Generator(device=self.device)
+        g.manual_seed(stable_hash(self.sampling.seed, key))
+        return g
+
+    def _pick(self, logits: Any, gens: list[Any]) -> tuple[Any, list[float]]:
+        """The next token of each row, and its log-probability when they are recorded."""
+        import torch
+
+        s = self.sampling
+        chosen = pick(logits, s.temperature, s.top_p, gens if s.temperature > 0 else None)
+        if not s.logprobs:
+            return chosen, [0.0] * len(chosen)
+        lp = torch.log_softmax(logits, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
+        return chosen, lp.tolist()
+
+    def _prefill(self, new: list[tuple[Any, Sequence[int]]]) -> tuple[Any, Any, Any, Any]:
+        """One forward pass over the new prompts' tails (identical tails computed once):
+        their caches, attention masks, positions and last logits, in the order of `new`."""
+        import torch
+
+        from .kvcache import growing_cache, repeat_rows
+
+        h = self.h
+        unique: dict[tuple[int, ...], int] = {}
+        for _, p in new:
+            unique.setdefault(tuple(p[h:]), len(unique))
+        tails = list(unique)
+        width = max(len(t) for t in tails)
+        ids = torch.full((len(tails), width), self.pad_id, dtype=torch.long)
+        u_mask = torch.zeros((len(tails), h + width), dtype=torch.long)
+        u_mask[:, :h] = 1
+        for j, tail in enumerate(tails):
+            ids[j, width - len(tail) :] = torch.tensor(tail)
+            u_mask[j, h + width - len(tail) :] = 1
+        real = sum(len(t) for t in tails)
+        self.stats["prefill"] += real
+        self.stats["prefill_padding"] += len(tails) * width - real
+        self.stats["shared_prefill"] += sum(len(p) - h for _, p in new) - real
+        ids, u_mask = ids.to(self.device), u_mask.to(self.device)
+        u_pos = (u_mask.cumsum(-1) - 1).clamp(min=0)[:, h:]
+        res = self.model(
+            input_ids=ids,
+            attention_mask=u_mask,
+            position_ids=u_pos,
+            past_key_values=(
+                repeat_rows(self.head_cache, len(tails)) if h else growing_cache(self.layers)
+            ),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        order = torch.tensor(
+            [unique[tuple(p[h:])] for _, p in new], dtype=torch.long, device=self.device
+        )
+        new_cache = res.past_key_values
+        if len(tails) < len(new):
+            new_cache.batch_select_indices(order)
+        return new_cache, u_mask[order], u_pos[order], res.logits[:, -1, :].float()[order]
+
+    def admit(self, new: list[tuple[Any, Sequence[int]]]) -> None:
+        """Prefill new requests and merge them into the running rows."""
+        import torch
+
+        new_cache, new_mask, new_pos, logits = self._prefill(new)
+        new_gens = [self._generator(k) for k, _ in new]
+        first, first_lp = self._pick(logits, new_gens)
+        if self.cache is None:
+            self.cache, self.mask, self.pos, self.nxt = new_cache, new_mask, new_pos[:, -1:], first
+        else:
+            self.mask = _merge_left_padded(self.cache, self.mask, new_cache, new_mask)
+            self.pos = torch.cat([self.pos, new_pos[:, -1:]])
+            self.nxt = torch.cat([self.nxt, first])
+        for (k, _), t, lp, g in zip(new, first.tolist(), first_lp, new_gens, strict=True):
+            self.keys.append(k)
+            self.toks.append([t])
+            self.lps.append(lp)
+            self.gens.append(g)
+
+    def step(self) -> None:
+        """One decode step for every running row."""
+        import torch
+
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.keys), 1)], dim=1)
+        self.pos = self.pos + 1
+        res = self.model(
+            input_ids=self.nxt[:, None],
+            attention_mask=self.mask,
+            position_ids=self.pos,
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.cache = res.past_key_values
+        self.nxt, lps = self._pick(res.logits[:, -1, :].float(), self.gens)
+        for j, (t, lp) in enumerate(zip(self.nxt.tolist(), lps, strict=True)):
+            self.toks[j].append(t)
+            self.lps[j] += lp
+        self.stats["decode"] += len(self.keys)
+        self.stats["steps"] += 1
+
+    def evict(self, gone: set[int]) -> None:
+        """Drop rows from the batch (and columns that are padding in every row left)."""
+        import torch
+
+        keep = [j for j in range(len(self.keys)) if j not in gone]
+        self.keys, self.toks = [self.keys[j] for j in keep], [self.toks[j] for j in keep]
+        self.lps, self.gens = [self.lps[j] for j in keep], [self.gens[j] for j in keep]
+        if not self.keys:
+            self.cache = None
+            return
+        idx = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.cache.batch_select_indices(idx)
+        self.mask, self.pos, self.nxt = self.mask[idx], self.pos[idx], self.nxt[idx]
+        lead = int(self.mask.any(0).long().argmax())
+        if lead > 0:
+            self.mask = self.mask[:, lead:]
+            for layer in self.cache.layers:
+                layer.keys = layer.keys[..., lead:, :]
+                layer.values = layer.values[..., lead:, :]
+
+
 def decode(
     model: Any,
     source: Source,
@@ -149,185 +317,61 @@ def decode(
     """
     import torch
 
-    from ..grading.problem import stable_hash
-    from .kvcache import growing_cache, repeat_rows
-
     stats = stats if stats is not None else Counter()
-    device = model.device
-    layers = model.config.get_text_config(decoder=True).num_hidden_layers
     refill_at = max(1, batch_size // 4)
-    keys: list[Any] = []  # of the alive rows, in cache order
-    toks: list[list[int]] = []
-    lps: list[float] = []
-    gens: list[Any] = []
-    cache: Any = None
-    mask = pos = nxt = None
 
-    def generator(key: Any) -> Any:
-        if temperature <= 0:
-            return None
-        g = torch.Generator(device=device)
-        g.manual_seed(stable_hash(seed, key))
-        return g
-
-    def step_logprobs(logits: Any, chosen: Any) -> list[float]:
-        if not logprobs:
-            return [0.0] * len(chosen)
-        lp = torch.log_softmax(logits, dim=-1).gather(-1, chosen[:, None]).squeeze(-1)
-        return lp.tolist()
-
-    def ended(j: int) -> str | None:
-        t = toks[j]
+    def ended(t: list[int]) -> str | None:
         if eos is not None and t[-1] == eos:
             return "eos"
         if len(t) >= max_new_tokens:
             return "length"
-        if stopped is not None and stopped(t):
-            return "stopped"
-        return None
+        return "stopped" if stopped is not None and stopped(t) else None
 
-    h = len(head)
-    head_cache: Any = None
     with torch.inference_mode():
-        if h:
-            head_cache = model(
-                input_ids=torch.tensor([list(head)], device=device), use_cache=True
-            ).past_key_values
-            stats["prefill"] += h
+        batch = Batch(model, head, pad_id, Sampling(temperature, top_p, seed, logprobs), stats)
         while True:
-            free = batch_size - len(keys)
+            free = batch_size - len(batch)
             waiting = source.waiting() if free else 0
             # Refill once enough slots are free, or when everything waiting fits (so the last
             # few prompts do not wait for a quarter of the batch to finish).
             new = (
                 source.take(min(free, prefill_chunk))
-                if waiting and (free >= min(refill_at, waiting) or not keys)
+                if waiting and (free >= min(refill_at, waiting) or not len(batch))
                 else []
             )
             if new:
-                # Identical prompts taken together (samples of one problem) prefill once.
-                unique: dict[tuple[int, ...], int] = {}
-                for _, p in new:
-                    unique.setdefault(tuple(p[h:]), len(unique))
-                tails = list(unique)
-                width = max(len(t) for t in tails)
-                ids = torch.full((len(tails), width), pad_id, dtype=torch.long)
-                u_mask = torch.zeros((len(tails), h + width), dtype=torch.long)
-                u_mask[:, :h] = 1
-                for j, tail in enumerate(tails):
-                    ids[j, width - len(tail) :] = torch.tensor(tail)
-                    u_mask[j, h + width - len(tail) :] = 1
-                stats["prefill"] += sum(len(t) for t in tails)
-                stats["prefill_padding"] += len(tails) * width - sum(len(t) for t in tails)
-                stats["shared_prefill"] += sum(len(p) - h for _, p in new) - sum(
-                    len(t) for t in tails
-                )
-                ids, u_mask = ids.to(device), u_mask.to(device)
-                u_pos = (u_mask.cumsum(-1) - 1).clamp(min=0)[:, h:]
-                res = model(
-                    input_ids=ids,
-                    attention_mask=u_mask,
-                    position_ids=u_pos,
-                    past_key_values=(
-                        repeat_rows(head_cache, len(tails)) if h else growing_cache(layers)
-                    ),
-                    use_cache=True,
-                    logits_to_keep=1,
-                )
-                order = torch.tensor(
-                    [unique[tuple(p[h:])] for _, p in new], dtype=torch.long, device=device
-                )
-                new_cache = res.past_key_values
-                if len(tails) < len(new):
-                    new_cache.batch_select_indices(order)
-                logits = res.logits[:, -1, :].float()[order]
-                new_gens = [generator(k) for k, _ in new]
-                first = pick(logits, temperature, top_p, new_gens if temperature > 0 else None)
-                first_lp = step_logprobs(logits, first)
-                new_mask, new_pos = u_mask[order], u_pos[order]
-                if cache is None:
-                    cache, mask, pos, nxt = new_cache, new_mask, new_pos[:, -1:], first
-                else:
-                    mask = _merge_left_padded(cache, mask, new_cache, new_mask)
-                    pos = torch.cat([pos, new_pos[:, -1:]])
-                    nxt = torch.cat([nxt, first])
-                for (k, _), t, lp, g in zip(new, first.tolist(), first_lp, new_gens, strict=True):
-                    keys.append(k)
-                    toks.append([t])
-                    lps.append(lp)
-                    gens.append(g)
-            elif keys:
-                mask = torch.cat([mask, mask.new_ones(len(keys), 1)], dim=1)
-                pos = pos + 1
-                res = model(
-                    input_ids=nxt[:, None],
-                    attention_mask=mask,
-                    position_ids=pos,
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-                cache = res.past_key_values
-                logits = res.logits[:, -1, :].float()
-                nxt = pick(logits, temperature, top_p, gens if temperature > 0 else None)
-                for j, (t, lp) in enumerate(
-                    zip(nxt.tolist(), step_logprobs(logits, nxt), strict=True)
-                ):
-                    toks[j].append(t)
-                    lps[j] += lp
-                stats["decode"] += len(keys)
-                stats["steps"] += 1
+                batch.admit(new)
+            elif len(batch):
+                batch.step()
             else:
                 break
             # Rows that ended leave; so do rows their source cancels.
             gone: set[int] = set()
             cancel: set[Any] = set()
-            for j in range(len(keys)):
-                why = ended(j)
+            for j, t in enumerate(batch.toks):
+                why = ended(t)
                 if why:
                     gone.add(j)
-                    lp = lps[j] if logprobs else None
-                    cancel.update(source.finished(Finished(keys[j], toks[j], why, lp)))
-            gone |= {j for j, k in enumerate(keys) if k in cancel}
-            if gone:
-                stats["cancelled"] += sum(1 for j in gone if keys[j] in cancel and not ended(j))
-                keep = [j for j in range(len(keys)) if j not in gone]
-                keys, toks = [keys[j] for j in keep], [toks[j] for j in keep]
-                lps, gens = [lps[j] for j in keep], [gens[j] for j in keep]
-                if not keys:
-                    cache = None
-                    continue
-                idx = torch.tensor(keep, dtype=torch.long, device=device)
-                cache.batch_select_indices(idx)
-                mask, pos, nxt = mask[idx], pos[idx], nxt[idx]
-                # Columns that are padding in every remaining row cost attention and memory.
-                lead = int(mask.any(0).long().argmax())
-                if lead > 0:
-                    mask = mask[:, lead:]
-                    for layer in cache.layers:
-                        layer.keys = layer.keys[..., lead:, :]
-                        layer.values = layer.values[..., lead:, :]
+                    lp = batch.lps[j] if logprobs else None
+                    cancel.update(source.finished(Finished(batch.keys[j], t, why, lp)))
+            cancelled = {j for j, k in enumerate(batch.keys) if k in cancel} - gone
+            stats["cancelled"] += len(cancelled)
+            if gone or cancelled:
+                batch.evict(gone | cancelled)
 
 
 def decode_continuous(
     model: Any,
     prompts: Sequence[Sequence[int]],
     *,
-    pad_id: int,
-    batch_size: int,
-    max_new_tokens: int,
-    eos: int | None,
-    stopped: Callable[[list[int]], bool] | None = None,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    seed: int | None = None,
     on_done: Callable[[Finished], None] | None = None,
-    prefill_chunk: int = 16,
     share_prefix: bool = True,
-    stats: Counter | None = None,
+    **settings: Any,
 ) -> list[list[int]]:
     """Decode a list of token-id prompts; return the new tokens of each, in order.
 
-    `on_done` sees each request as it finishes (its key is the prompt's index).
+    `settings` are decode's (pad_id, batch_size, max_new_tokens, eos, ...); `on_done` sees each
+    request as it finishes (its key is the prompt's index).
     """
 
     class Reporting(ListSource):
@@ -338,19 +382,5 @@ def decode_continuous(
 
     src = Reporting(prompts)
     head = common_prefix(prompts) if share_prefix else 0
-    decode(
-        model,
-        src,
-        head=list(prompts[0][:head]) if head else [],
-        pad_id=pad_id,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        eos=eos,
-        stopped=stopped,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        stats=stats,
-        prefill_chunk=prefill_chunk,
-    )
+    decode(model, src, head=list(prompts[0][:head]) if head else [], **settings)
     return [src.out[i].tokens for i in range(len(prompts))]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.paths import cache_root, rel
+from ..pipeline.stages import locate
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ def variant_model(profile: Any, rdir: Path, name: str) -> str:
     v = variant(profile, name)
     if v.kind == "backbone":
         return profile.backbone
-    path = Path(rdir) / "models" / name
+    path = locate(rdir, "sft" if v.kind == "sft" else "dpo", "model", variant=name)
     if not (path / "config.json").exists():
         raise FileNotFoundError(
             f"variant '{name}': no checkpoint at {rel(path)} (run the sft stage for it first)"

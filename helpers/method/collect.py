@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 from ..grading.grade import grade
 from ..grading.problem import stable_hash
-from ..infer.generation import OpenAIBackend, Prompt, SamplingCfg
+from ..infer.generation import Completion, Prompt, SamplingCfg
+from ..infer.openai_backend import OpenAIBackend
 from ..world.teachers import respond
 
 PROBLEM_KEYS = (
@@ -35,15 +36,10 @@ def label(problem: dict[str, Any], correct: bool) -> str:
 
 
 def _record(
-    problem: dict[str, Any],
-    teacher: Any,
-    rollout: int,
-    text: str,
-    stop: str,
-    tokens: int,
-    extra: dict[str, Any],
+    problem: dict[str, Any], teacher: Any, rollout: int, comp: Completion, extra: dict[str, Any]
 ) -> dict[str, Any]:
-    g = grade(text, problem, stop)
+    """One teacher response as collect stores it, labelled by the grader."""
+    g = grade(comp.text, problem, comp.stop_reason)
     return {
         "id": f"{problem['id']}:{teacher.name}:{rollout}",
         "problem_id": problem["id"],
@@ -51,9 +47,9 @@ def _record(
         "teacher": teacher.name,
         "style": teacher.style,
         "rollout": rollout,
-        "response": text,
-        "stop_reason": stop,
-        "tokens": tokens,
+        "response": comp.text,
+        "stop_reason": comp.stop_reason,
+        "tokens": comp.tokens,
         "label": label(problem, g.correct),
         "extracted_answer": g.answer,
         **extra,
@@ -71,17 +67,8 @@ def collect_embedded(
                 p, teacher.style, teacher.defects, stable_hash(seed, teacher.name, p["id"], k)
             )
             stop = "length" if "truncation" in r["defects"] else "end_of_turn"
-            out.append(
-                _record(
-                    p,
-                    teacher,
-                    k,
-                    r["text"],
-                    stop,
-                    len(r["text"].split()),
-                    {"defects": r["defects"]},
-                )
-            )
+            comp = Completion(r["text"], len(r["text"].split()), stop)
+            out.append(_record(p, teacher, k, comp, {"defects": r["defects"]}))
     return out
 
 
@@ -113,36 +100,10 @@ def collect_openai(
         for k, c in enumerate(comps):
             # DeepSeek-R1's API returns the thought in a separate field: mark it off as R1 does.
             text = f"<think>\n{c.reasoning}\n</think>\n\n{c.text}" if c.reasoning else c.text
-            records.append(
-                _record(
-                    p,
-                    teacher,
-                    k,
-                    text,
-                    c.stop_reason,
-                    c.tokens,
-                    {"defects": None, "prompt_tokens": c.extra.get("prompt_tokens", 0)},
-                )
-            )
+            extra = {"defects": None, "prompt_tokens": c.extra.get("prompt_tokens", 0)}
+            comp = Completion(text, c.tokens, c.stop_reason)
+            records.append(_record(p, teacher, k, comp, extra))
     return records
-
-
-def collection_summary(records: list[dict[str, Any]]) -> Any:
-    """Count, accuracy and mean length by teacher, group and difficulty."""
-    import pandas as pd
-
-    df = pd.DataFrame(records)
-    df["correct"] = df["label"] == "correct"
-    return (
-        df.groupby(["teacher", "group", "difficulty"])
-        .agg(
-            responses=("id", "count"), accuracy=("correct", "mean"), mean_tokens=("tokens", "mean")
-        )
-        .assign(
-            accuracy=lambda d: (100 * d.accuracy).round(1),
-            mean_tokens=lambda d: d.mean_tokens.round(0),
-        )
-    )
 
 
 def token_cost(records: list[dict[str, Any]]) -> dict[str, int]:

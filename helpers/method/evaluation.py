@@ -187,40 +187,6 @@ def resume_partial(
     return done
 
 
-def summary_table(summary: dict[str, Any]) -> Any:
-    """Return a pandas table of a summary (one row per benchmark)."""
-    import pandas as pd
-
-    rows = [
-        {"benchmark": b, **{k: v for k, v in s.items() if k != "correct"}}
-        for b, s in summary["benchmarks"].items()
-    ]
-    return pd.DataFrame(rows).set_index("benchmark").round(1)
-
-
-def examples_table(out_dir: Path, per_benchmark: int = 2, width: int = 160) -> Any:
-    """Show a few graded responses per benchmark (response tail, answer, gold, verdict)."""
-    import pandas as pd
-
-    from ..pipeline.artifacts import read_jsonl
-
-    rows = []
-    for path in sorted(Path(out_dir).glob("*.jsonl")):
-        for r in read_jsonl(path)[:per_benchmark]:
-            rows.append(
-                {
-                    "benchmark": path.stem,
-                    "id": r["id"],
-                    "response (end)": r["response"][-width:],
-                    "answer": r["answer"],
-                    "from": r["answer_from"],
-                    "gold": r["gold"],
-                    "correct": r["correct"],
-                }
-            )
-    return pd.DataFrame(rows)
-
-
 def regrade(out_dir: Path, benchmarks: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Grade a finished evaluation's stored responses again (after a grader fix); no generation.
 

@@ -7,8 +7,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..grading import filters
+from ..grading import cleaning
 from ..grading.answers import extract_answer, last_boxed
+from ..grading.cleaning import RULES as CHAIN_RULES
 from ..grading.formatting import (
     BEGIN_SOLUTION,
     END_SOLUTION,
@@ -22,18 +23,8 @@ from ..infer.generation import Prompt, SamplingCfg
 from ..pipeline.paths import rel
 from ..world.tasks import overlapping
 
-RULES = (
-    "incorrect",
-    "unverified",
-    "language_mixing",
-    "repetition",
-    "gibberish",
-    "short_thought",
-    "contaminated",
-    "exact_duplicate",
-    "near_duplicate",
-    "solution_disagrees",
-)
+# The chain's rules that apply to distilled responses, in report order.
+RULES = tuple(r for r in CHAIN_RULES if r != "malformed")
 
 
 def split_thought(record: dict[str, Any]) -> tuple[str, str | None]:
@@ -49,37 +40,23 @@ def split_thought(record: dict[str, Any]) -> tuple[str, str | None]:
 def clean(
     records: list[dict[str, Any]], benchmarks: dict[str, list[dict[str, Any]]], cfg: Any
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Apply the rules in order; return (kept, rejected), each rejected one naming its rule."""
-    kept, rejected = [], []
+    """The cleaning chain on teacher responses; return (kept, rejected), each rejected one
+    naming its rule. cfg: the profile's unify section."""
     refs = [r for rs in benchmarks.values() for r in rs]
     contaminated = overlapping([{"id": r["id"], "question": r["question"]} for r in records], refs)
+    items = []
     for r in records:
         thought, solution = split_thought(r)
-        item = {**r, "thought": thought, "solution": solution}
-        rule = None
-        if r["label"] == "unverified" and not cfg.keep_unverified:
-            rule = "unverified"
-        elif r["label"] not in ("correct", "unverified"):
-            rule = "incorrect"
-        elif filters.has_language_mixing(r["response"]):
-            rule = "language_mixing"
-        elif filters.has_repetition(thought, cfg.repetition_ngram, cfg.repetition_max_share):
-            rule = "repetition"
-        elif filters.is_gibberish(thought):
-            rule = "gibberish"
-        elif filters.too_short(thought, cfg.min_thought_words):
-            rule = "short_thought"
-        elif r["id"] in contaminated:
-            rule = "contaminated"
-        (rejected if rule else kept).append({**item, "rule": rule} if rule else item)
-    exact, near = filters.near_duplicates(kept, "thought", cfg.near_duplicate_jaccard)
-    out = []
-    for i, item in enumerate(kept):
-        if i in exact or i in near:
-            rejected.append({**item, "rule": "exact_duplicate" if i in exact else "near_duplicate"})
-        else:
-            out.append(item)
-    return out, rejected
+        items.append({**r, "thought": thought, "solution": solution})
+    return cleaning.clean(
+        items,
+        cfg,
+        before=[
+            ("unverified", lambda r: r["label"] == "unverified" and not cfg.keep_unverified),
+            ("incorrect", lambda r: r["label"] not in ("correct", "unverified")),
+        ],
+        after=[("contaminated", lambda r: r["id"] in contaminated)],
+    )
 
 
 def completion_prompt(item: dict[str, Any], prompt: str) -> Prompt:
@@ -154,26 +131,6 @@ def filter_report(
         "kept_by_teacher": dict(Counter(d["teacher"] for d in demos)),
         "tokens": tokens or {},
     }
-
-
-def rejected_examples(rejected: list[dict[str, Any]], width: int = 300) -> Any:
-    """One rejected example of each rule, for reading."""
-    import pandas as pd
-
-    seen: dict[str, dict[str, Any]] = {}
-    for r in rejected:
-        seen.setdefault(r["rule"], r)
-    return pd.DataFrame(
-        [
-            {
-                "rule": k,
-                "teacher": v["teacher"],
-                "id": v["id"],
-                "response (start)": v["response"][:width],
-            }
-            for k, v in seen.items()
-        ]
-    )
 
 
 # The public release's domains, the only ones its importer accepts.

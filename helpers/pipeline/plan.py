@@ -67,8 +67,8 @@ def build_plan(
                 nb_dir / st.notebook,
                 {**base, "variant": v.name} if v else dict(base),
                 v.name if v else None,
-                inputs=st.reads(profile, v),
-                outputs=st.writes(profile, v),
+                inputs=st.inputs(profile, v),
+                outputs=st.outputs(profile, v),
                 sections=None if st.sections is None else (*ALWAYS_READABLE, *st.sections),
             )
             if st.name not in profile.stages:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from .stages import ALWAYS_READABLE
 from .stages import NAMES as STAGES
@@ -26,6 +26,8 @@ MAX_BATCH = 65_536
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 PosFloat = Annotated[float, Field(gt=0.0)]
 Dtype = Literal["auto", "bf16", "fp16", "fp32"]
+
+
 class ProfileError(ValueError):
     """A profile that cannot run; the message names file, key, expected and found."""
 
@@ -85,6 +87,8 @@ class PoolCfg(Strict):
 
 
 class DefectRates(Strict):
+    """How often an embedded teacher's response has each defect seen in real distilled data."""
+
     wrong_answer: Rate = 0.0
     repetition: Rate = 0.0
     language_mixing: Rate = 0.0
@@ -115,15 +119,18 @@ class MixtureCfg(Strict):
     size: Upto(MAX_PROBLEMS)
     ratios: dict[str, Rate]
 
-    @model_validator(mode="after")
-    def _ratios_sum(self) -> MixtureCfg:
-        total = sum(self.ratios.values())
-        if abs(total - 1.0) > 1e-6:
-            raise ValueError(f"ratios must sum to 1, found {total:g}")
-        return self
+    @field_validator("ratios")
+    @classmethod
+    def _ratios_sum(cls, ratios: dict[str, float]) -> dict[str, float]:
+        if abs(sum(ratios.values()) - 1.0) > 1e-6:
+            raise ValueError(f"ratios must sum to 1, found {sum(ratios.values()):g}")
+        return ratios
 
 
 class UnifyCfg(Strict):
+    """The cleaning chain's thresholds (demonstrations and explored trajectories alike) and the
+    QwQ completer's settings."""
+
     min_thought_words: PosInt = 20
     repetition_ngram: PosInt = 6
     repetition_max_share: Rate = 0.3
@@ -167,8 +174,9 @@ class DPOCfg(TrainCfg):
 
 
 class SelectCfg(Strict):
-    per_problem: Upto(1024) = 1  # correct trajectories kept per problem (highest perplexity)
-    min_thought_words: PosInt = 10
+    # Correct trajectories kept per problem (highest perplexity), after the cleaning chain with
+    # the unify section's thresholds.
+    per_problem: Upto(1024) = 1
 
 
 class ExploreCfg(Strict):

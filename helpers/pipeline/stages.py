@@ -14,6 +14,7 @@ exactly those, and a notebook run by the runner that reads another section stops
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,26 +29,89 @@ ALWAYS_READABLE = ("run", "variants", "stages")
 
 
 @dataclass(frozen=True)
+class Read:
+    """An input of a stage: one output of a stage before it, for the fields `fields` gives.
+
+    `fields(profile, v)` lists one dict of template fields per path read (none: nothing read).
+    """
+
+    stage: str
+    output: str
+    fields: Callable[[Any, Any], list[dict[str, Any]]] = lambda profile, v: [{}]
+
+
+@dataclass(frozen=True)
 class Stage:
-    """One stage of the method: its notebook, what it runs for, reads, writes and depends on."""
+    """One stage of the method: its notebook, what it runs for, reads, writes and depends on.
+
+    `writes` names each output and gives its path in the run folder as a template; `fields`
+    fills the templates for one execution (a list value gives one path per item). The runner,
+    the helpers that locate artifacts, the report and the README all read these.
+    """
 
     name: str
     notebook: str
     doc: str  # one line for the stage table
     sections: tuple[str, ...] | None  # profile sections it reads; None: the whole profile
+    writes: dict[str, str]
+    reads: tuple[Read, ...] = ()
+    fields: Callable[[Any, Any], dict[str, Any]] = lambda profile, v: {}
     per_variant: Callable[[Any], bool] | None = None  # None: one execution per run
     runs_doc: str = "once"
-    reads: Callable[[Any, Any], list[str]] = lambda profile, v: []
-    writes: Callable[[Any, Any], list[str]] = lambda profile, v: []
-    reads_doc: str = ""
-    writes_doc: str = ""
-    # The artifact (JSON) whose "tokens" field counts what the execution spent, if any.
-    tokens_at: Callable[[Any, Any], str] | None = None
+    reads_doc: str = ""  # what its reads are, in words (the table also lists their paths)
+    # The JSON (a path template) whose "tokens" field counts what an execution spent, if any.
+    tokens_at: str | None = None
+
+    def tokens_file(self, profile: Any, v: Any) -> str | None:
+        """The path of the JSON that counts an execution's tokens, if the stage has one."""
+        if self.tokens_at is None:
+            return None
+        fields = {k: x for k, x in self.fields(profile, v).items() if not isinstance(x, list)}
+        return self.tokens_at.format(**fields)
+
+    def outputs(self, profile: Any, v: Any) -> list[str]:
+        """Every path an execution of this stage writes, relative to the run folder."""
+        fields = self.fields(profile, v)
+        return [p for t in self.writes.values() for p in expand(t, fields)]
+
+    def inputs(self, profile: Any, v: Any) -> list[str]:
+        """Every path an execution of this stage reads, relative to the run folder."""
+        return [path(r.stage, r.output, **f) for r in self.reads for f in r.fields(profile, v)]
 
 
-def _model(profile: Any, name: str) -> list[str]:
+def expand(template: str, fields: dict[str, Any]) -> list[str]:
+    """A path template filled in; a field holding a list gives one path per item."""
+    names = [n for n in re.findall(r"{(\w+)}", template)]
+    listed = [n for n in names if isinstance(fields.get(n), list | tuple)]
+    if not listed:
+        return [template.format(**fields).rstrip("/")]
+    first, rest = listed[0], {k: v for k, v in fields.items() if k != listed[0]}
+    return [p for item in fields[first] for p in expand(template, {**rest, first: item})]
+
+
+def path(stage_name: str, output: str, **fields: Any) -> str:
+    """The path of one output of a stage, relative to the run folder."""
+    (p,) = expand(stage(stage_name).writes[output], fields)
+    return p
+
+
+def locate(rdir: Path, stage_name: str, output: str, **fields: Any) -> Path:
+    """Where one output of a stage lies in a run folder."""
+    return Path(rdir) / path(stage_name, output, **fields)
+
+
+def _model_of(profile: Any, name: str) -> list[dict[str, Any]]:
     kind = next(v.kind for v in profile.variants if v.name == name)
-    return [] if kind == "backbone" else [f"models/{name}"]
+    return [] if kind == "backbone" else [{"variant": name, "kind": kind}]
+
+
+def _models(kind: str, of: Callable[[Any, Any], str]) -> Read:
+    """The trained model of the variant `of(profile, v)` names, when it is one of `kind`."""
+    return Read(
+        kind,
+        "model",
+        lambda p, v: [f for f in _model_of(p, of(p, v)) if f["kind"] == kind],
+    )
 
 
 def explorer(profile: Any, v: Any) -> str:
@@ -61,120 +125,162 @@ def explorer(profile: Any, v: Any) -> str:
     )
 
 
-def _explored(profile: Any, upto: int | None = None) -> list[str]:
-    its = sorted(
-        {u.explore_iteration for u in profile.variants if u.explore_iteration > 0}
-        if profile.explore
-        else set()
-    )
-    return [f"explore/iter{i}/pool.jsonl" for i in its if upto is None or i <= upto]
+def explore_iterations(profile: Any, below: int | None = None) -> list[int]:
+    """The exploration iterations of a profile (those below `below`, when given)."""
+    its = {u.explore_iteration for u in profile.variants if u.explore_iteration > 0}
+    return sorted(i for i in its if profile.explore and (below is None or i < below))
 
+
+_BENCHMARKS = Read("collect", "benchmark", lambda p, v: [{"benchmark": b} for b in p.benchmarks])
+_PROBLEMS = Read("collect", "problems")
 
 STAGES: tuple[Stage, ...] = (
+    # Imitate (the paper's 2.2): distilled long-form thought, cleaned and mixed.
     Stage(
         "collect",
         "01_collect.ipynb",
         "problem pools and teacher rollouts, each auto-labelled by the grader",
         ("seed", "pools", "teachers", "benchmarks"),
-        writes=lambda p, v: ["collect/problems.jsonl", "collect/responses.jsonl"],
+        writes={
+            "benchmark": "benchmarks/{benchmark}.jsonl",
+            "problems": "collect/problems.jsonl",
+            "responses": "collect/responses.jsonl",
+            "summary": "collect/summary.csv",
+        },
+        fields=lambda p, v: {"benchmark": list(p.benchmarks)},
         reads_doc="pools, teachers",
-        writes_doc="`collect/responses.jsonl`",
     ),
     Stage(
         "unify",
         "02_unify_format.ipynb",
         "one thought/solution format; QwQ-style thoughts completed; cleaning rules",
         ("seed", "backbone", "prompt_file", "generation", "benchmarks", "unify", "sft"),
-        reads=lambda p, v: ["collect/responses.jsonl"],
-        writes=lambda p, v: ["unify/demos.jsonl", "unify/filter_report.json"],
+        writes={
+            "demos": "unify/demos.jsonl",
+            "report": "unify/filter_report.json",
+            "completer": "unify/completer/",
+        },
+        reads=(Read("collect", "responses"), _BENCHMARKS),
         reads_doc="responses",
-        writes_doc="`unify/demos.jsonl`, `unify/filter_report.json`",
-        tokens_at=lambda p, v: "unify/filter_report.json",
+        tokens_at="unify/filter_report.json",
     ),
     Stage(
         "mix",
         "03_mix_data.ipynb",
         "every mixture the profile names, by domain group and difficulty",
         ("seed", "mixtures"),
-        reads=lambda p, v: ["unify/demos.jsonl"],
-        writes=lambda p, v: [f"mix/{m}.jsonl" for m in p.mixtures] + ["mix/stats.json"],
+        writes={
+            "mixture": "mix/{mixture}.jsonl",
+            "stats": "mix/stats.json",
+            "lengths": "mix/thought_lengths.png",
+        },
+        reads=(Read("unify", "demos"),),
+        fields=lambda p, v: {"mixture": list(p.mixtures)},
         reads_doc="demos",
-        writes_doc="`mix/<mixture>.jsonl`, `mix/stats.json`",
     ),
+    # Imitate, then self-improve by SFT (2.2.3, 2.4): every variant trains from the backbone.
     Stage(
         "sft",
         "04_sft.ipynb",
         "fine-tune the backbone on a mixture (plus the explored data of an iteration)",
         ("seed", "backbone", "prompt_file", "sft"),
+        writes={"model": "models/{variant}/"},
+        reads=(
+            Read("mix", "mixture", lambda p, v: [{"mixture": v.mixture}]),
+            Read(
+                "explore",
+                "selected",
+                lambda p, v: [{"i": v.explore_iteration}] if v.explore_iteration else [],
+            ),
+        ),
+        fields=lambda p, v: {"variant": v.name},
         per_variant=lambda v: v.kind == "sft",
         runs_doc="per SFT variant",
-        reads=lambda p, v: (
-            [f"mix/{v.mixture}.jsonl"]
-            + ([f"explore/iter{v.explore_iteration}/selected.jsonl"] if v.explore_iteration else [])
-        ),
-        writes=lambda p, v: [f"models/{v.name}"],
         reads_doc="a mixture (+ explored data)",
-        writes_doc="`models/<variant>/`",
-        tokens_at=lambda p, v: f"models/{v.name}/train_summary.json",
+        tokens_at="models/{variant}/train_summary.json",
     ),
+    # Explore (2.3): rollouts until one is right, one global pool, selection by perplexity.
     Stage(
         "explore",
         "05_explore.ipynb",
         "rollouts on hard problems until solved; the global pool; selection",
-        ("seed", "backbone", "prompt_file", "generation", "benchmarks", "explore"),
+        ("seed", "backbone", "prompt_file", "generation", "benchmarks", "unify", "explore"),
+        writes={
+            "problems": "explore/problems.jsonl",
+            "pool": "explore/iter{i}/pool.jsonl",
+            "selected": "explore/iter{i}/selected.jsonl",
+            "summary": "explore/iter{i}/summary.json",
+            "curve": "explore/iter{i}/pass_at_k.png",
+        },
+        reads=(
+            _models("sft", explorer),
+            _PROBLEMS,
+            _BENCHMARKS,
+            Read(
+                "explore",
+                "pool",
+                lambda p, v: [{"i": j} for j in explore_iterations(p, below=v.explore_iteration)],
+            ),
+        ),
+        fields=lambda p, v: {"i": v.explore_iteration},
         per_variant=lambda v: v.kind == "sft" and v.explore_iteration > 0,
         runs_doc="per explore iteration",
-        reads=lambda p, v: (
-            [
-                *_model(p, explorer(p, v)),
-                "collect/problems.jsonl",
-                *_explored(p, v.explore_iteration - 1),
-            ]
-        ),
-        writes=lambda p, v: [
-            f"explore/iter{v.explore_iteration}/pool.jsonl",
-            f"explore/iter{v.explore_iteration}/selected.jsonl",
-            f"explore/iter{v.explore_iteration}/summary.json",
-        ],
         reads_doc="the previous iteration's model, the pool so far",
-        writes_doc="`explore/iter<i>/pool.jsonl`, `selected.jsonl`, `summary.json`",
-        tokens_at=lambda p, v: f"explore/iter{v.explore_iteration}/summary.json",
+        tokens_at="explore/iter{i}/summary.json",
     ),
+    # Self-improve by DPO (2.4): pairs from the pool, from the first-round model.
     Stage(
         "dpo",
         "06_dpo.ipynb",
         "pairs from the pool; DPO from the first-round model, optionally thought only",
         ("seed", "backbone", "prompt_file", "generation", "benchmarks", "explore", "dpo"),
+        writes={"pairs": "dpo/pairs.jsonl", "model": "models/{variant}/"},
+        reads=(
+            _models("sft", lambda p, v: v.init),
+            _PROBLEMS,
+            _BENCHMARKS,
+            Read("explore", "pool", lambda p, v: [{"i": j} for j in explore_iterations(p)]),
+        ),
+        fields=lambda p, v: {"variant": v.name},
         per_variant=lambda v: v.kind == "dpo",
         runs_doc="per DPO variant",
-        reads=lambda p, v: [*_model(p, v.init), "collect/problems.jsonl", *_explored(p)],
-        writes=lambda p, v: [f"models/{v.name}"],
         reads_doc="the pool, the first-round model",
-        writes_doc="`models/<variant>/`",
-        tokens_at=lambda p, v: f"models/{v.name}/train_summary.json",
+        tokens_at="models/{variant}/train_summary.json",
     ),
+    # Evaluate and analyse (3): greedy on the three benchmarks, the tables beside the paper's.
     Stage(
         "evaluate",
         "07_evaluate.ipynb",
         "greedy evaluation on the three benchmarks",
         ("seed", "backbone", "prompt_file", "generation", "benchmarks"),
+        writes={
+            "responses": "eval/{variant}/{benchmark}.jsonl",
+            "summary": "eval/{variant}/summary.json",
+        },
+        reads=(
+            _models("sft", lambda p, v: v.name),
+            _models("dpo", lambda p, v: v.name),
+            _BENCHMARKS,
+        ),
+        fields=lambda p, v: {"variant": v.name, "benchmark": list(p.benchmarks)},
         per_variant=lambda v: True,
         runs_doc="per variant",
-        reads=lambda p, v: _model(p, v.name),
-        writes=lambda p, v: [f"eval/{v.name}/summary.json"],
         reads_doc="a model, the benchmarks",
-        writes_doc="`eval/<variant>/<benchmark>.jsonl`, `summary.json`",
-        tokens_at=lambda p, v: f"eval/{v.name}/summary.json",
+        tokens_at="eval/{variant}/summary.json",
     ),
     Stage(
         "analyse",
         "08_analyse_tables.ipynb",
         "the paper's tables beside ours, paired tests, plots, REPORT.md",
         None,
-        reads=lambda p, v: [f"eval/{u.name}/summary.json" for u in p.variants],
-        writes=lambda p, v: ["REPORT.md"],
-        reads_doc="every evaluation, the pool, the mixtures",
-        writes_doc="`tables/`, `figures/`, `REPORT.md`",
+        writes={"report": "REPORT.md", "tables": "tables/", "figures": "figures/"},
+        reads=(
+            Read("evaluate", "summary", lambda p, v: [{"variant": u.name} for u in p.variants]),
+            Read("unify", "report"),
+            Read("mix", "stats"),
+            Read("explore", "summary", lambda p, v: [{"i": j} for j in explore_iterations(p)]),
+        ),
+        reads_doc="every evaluation, the data, the explorations",
     ),
 )
 BY_NAME = {s.name: s for s in STAGES}
@@ -188,6 +294,11 @@ def stage(name: str) -> Stage:
     return BY_NAME[name]
 
 
+def _shown(template: str) -> str:
+    """A path template as the README shows it: `explore/iter<i>/pool.jsonl`."""
+    return "`" + re.sub(r"{(\w+)}", r"<\1>", template) + "`"
+
+
 def markdown_table() -> str:
     """The stage table as Markdown (the README carries a generated copy)."""
     lines = [
@@ -196,9 +307,11 @@ def markdown_table() -> str:
     ]
     for s in STAGES:
         deps = ", ".join(s.sections) if s.sections is not None else "everything"
+        reads = sorted({_shown(stage(r.stage).writes[r.output]) for r in s.reads})
+        read_doc = f"{s.reads_doc}: {', '.join(reads)}" if reads else s.reads_doc or "-"
+        writes = ", ".join(_shown(t) for t in s.writes.values())
         lines.append(
-            f"| {s.name} | `{s.notebook}` | {s.runs_doc} | {s.reads_doc or '-'} | "
-            f"{s.writes_doc} | {deps} |"
+            f"| {s.name} | `{s.notebook}` | {s.runs_doc} | {read_doc} | {writes} | {deps} |"
         )
     return "\n".join(lines)
 

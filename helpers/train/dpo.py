@@ -1,10 +1,7 @@
-"""Self-improvement by DPO (stage 06): pairs from the exploration pool, TRL's DPOTrainer.
+"""DPO training with TRL's DPOTrainer, on pairs from the exploration pool (method.pairs).
 
-A pair is a problem's correct trajectory with the highest perplexity under the model DPO starts
-from (the chosen one) and its incorrect trajectory with the lowest (the rejected one): the
-paper's rule, which makes the two hardest to tell apart. DPO starts from the first-round SFT
-model, optionally adds an SFT term on the chosen response (TRL's `loss_type=["sigmoid",
-"sft"]`), and aligns the whole response or the thought only.
+DPO starts from the first-round SFT model, optionally adds an SFT term on the chosen response
+(TRL's `loss_type=["sigmoid", "sft"]`), and aligns the whole response or the thought only.
 
     python -m helpers.train.dpo SPEC.json      # the multi-GPU entry point accelerate launches
 """
@@ -17,102 +14,18 @@ import os
 import random
 import sys
 import warnings
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..grading.formatting import END_THOUGHT
-from ..pipeline.artifacts import cached_jsonl, settings_hash
+from ..pipeline.artifacts import settings_hash
 from ..pipeline.paths import rel
 from ..pipeline.schema import DPOCfg
+from ..pipeline.stages import locate
+from .trainer import count_tokens, lora_config, run, text_progress, train, trl_args
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- pairs
-
-
-def pair_rows(pool: list[dict[str, Any]], perplexity: dict[str, float]) -> list[dict[str, Any]]:
-    """One row per problem of the pool: its pair, or why it has none.
-
-    Chosen: the correct trajectory with the highest perplexity; rejected: the incorrect one
-    with the lowest. A trajectory without a perplexity (not scored) is not a candidate.
-    """
-    by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in pool:
-        by_problem[r["problem_id"]].append(r)
-    rows = []
-    for pid in sorted(by_problem):
-        rs = [r for r in by_problem[pid] if r["id"] in perplexity]
-        # Both sides well formed: the pair teaches which thought to prefer, not the format.
-        good = [r for r in rs if r["correct"] and r.get("well_formed", True)]
-        bad = [r for r in rs if not r["correct"] and r.get("well_formed", True)]
-        row: dict[str, Any] = {"problem_id": pid, "correct": len(good), "incorrect": len(bad)}
-        if not good or not bad:
-            row["why"] = (
-                "no well-formed correct one" if not good else "no well-formed incorrect one"
-            )
-            rows.append(row)
-            continue
-        chosen = max(good, key=lambda r: (perplexity[r["id"]], r["id"]))
-        rejected = min(bad, key=lambda r: (perplexity[r["id"]], r["id"]))
-        ties = sum(perplexity[r["id"]] == perplexity[chosen["id"]] for r in good) > 1
-        row.update(
-            question=chosen["question"],
-            chosen_id=chosen["id"],
-            rejected_id=rejected["id"],
-            chosen=chosen["response"],
-            rejected=rejected["response"],
-            chosen_perplexity=perplexity[chosen["id"]],
-            rejected_perplexity=perplexity[rejected["id"]],
-            why=(
-                f"highest-perplexity correct of {len(good)} against lowest-perplexity incorrect"
-                f" of {len(bad)}" + (" (a tie, broken by id)" if ties else "")
-            ),
-        )
-        rows.append(row)
-    return rows
-
-
-def build_pairs(
-    profile: Any,
-    rdir: Path,
-    init_model: Any,
-    tok: Any,
-    init_name: str,
-    prompt: str,
-    problems: list[dict[str, Any]],
-) -> list[dict[str, Any]]:
-    """Every problem's pair from the global pool, under the DPO start model (computed once).
-
-    The start model's own rollouts (the first exploration iteration's) carry their
-    log-probabilities from generation; the later iterations' are scored here.
-    """
-    from ..method.explore import global_pool, perplexities, pool_path
-    from ..pipeline.artifacts import Digests
-    from ..pipeline.config import resolve_path
-
-    iterations = sorted({v.explore_iteration for v in profile.variants if v.explore_iteration})
-
-    files = [resolve_path(f) for f in profile.explore.pool_files] + [
-        pool_path(rdir, i) for i in iterations
-    ]
-    digests = Digests()
-    settings = {
-        "pools": [digests.path(f) for f in files],
-        "model": digests.path(Path(rdir) / "models" / init_name),
-        "prompt": prompt,
-    }
-
-    def build() -> list[dict[str, Any]]:
-        pool = global_pool(profile, rdir, max(iterations, default=0), problems)
-        perplexity = perplexities(
-            init_model, tok, pool, prompt, init_name, keep=lambda r: r.get("well_formed", True)
-        )
-        return pair_rows(pool, perplexity)
-
-    return cached_jsonl(Path(rdir) / "dpo" / "pairs.jsonl", settings, build)
 
 
 def take_pairs(rows: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[str, Any]]:
@@ -120,14 +33,6 @@ def take_pairs(rows: list[dict[str, Any]], n: int | None, seed: int) -> list[dic
     pairs = [r for r in rows if "chosen_id" in r]
     random.Random(seed).shuffle(pairs)
     return pairs if n is None else pairs[:n]
-
-
-def pairs_table(rows: list[dict[str, Any]]) -> Any:
-    """Problems with a pair, and why the others have none."""
-    import pandas as pd
-
-    why = [("pair" if "chosen_id" in r else r["why"]) for r in rows]
-    return pd.Series(why).value_counts().rename_axis("problem").to_frame("problems")
 
 
 # --------------------------------------------------------------------------- training
@@ -170,9 +75,9 @@ def spec_from_profile(
 ) -> DPOSpec:
     """The DPO spec of a variant: its start model, pairs and alignment, the profile's dpo section."""
     return DPOSpec(
-        model=str(Path(rdir) / "models" / variant.init),
+        model=str(locate(rdir, "sft", "model", variant=variant.init)),
         pairs=take_pairs(pairs, variant.pairs, profile.seed),
-        out_dir=str(Path(rdir) / "models" / variant.name),
+        out_dir=str(locate(rdir, "dpo", "model", variant=variant.name)),
         prompt=prompt,
         train=profile.dpo,
         align=variant.align,
@@ -237,8 +142,6 @@ def build_trainer(spec: DPOSpec, model: Any, tok: Any, work: Path, cuda: bool, b
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from .sft import count_tokens, lora_config, text_progress, trl_args
-
     class PairTrainer(DPOTrainer):
         def _prepare_dataset(self, dataset: Any, *args: Any, **kwargs: Any) -> Any:
             return dataset  # already prompt_ids / chosen_ids / rejected_ids
@@ -275,44 +178,24 @@ def build_trainer(spec: DPOSpec, model: Any, tok: Any, work: Path, cuda: bool, b
 
 def train_dpo(spec: DPOSpec) -> dict[str, Any]:
     """Train and save a DPO checkpoint (merged when LoRA) with its log; return a summary."""
-    from .sft import launch_distributed
-
     if not spec.pairs:
         raise ValueError(
             f"DPO for {rel(spec.out_dir)}: no pairs (the pool has no problem with both a "
             "well-formed correct and a well-formed incorrect trajectory)"
         )
-    if spec.train.num_gpus > 1:
-        return launch_distributed("helpers.train.dpo", spec.to_json(), Path(spec.out_dir), spec.train)
-    return _train(spec)
+    return train(spec, build_trainer, summary, "helpers.train.dpo")
 
 
-def _train(spec: DPOSpec) -> dict[str, Any]:
-    from .sft import check_schedule, load_for_training, save_trained, work_dir
-
-    model, tok, cuda, bf16 = load_for_training(spec.model, spec.train)
-    out = Path(spec.out_dir)
-    work = work_dir(out)
-    trainer = build_trainer(spec, model, tok, work, cuda, bf16)
-    check_schedule(trainer)
-    result = trainer.train()
-    return save_trained(
-        trainer,
-        tok,
-        out,
-        work,
-        cuda,
-        spec.train.method,
-        {
-            "model": rel(spec.model),
-            "pairs": len(spec.pairs),
-            "pair_problems": [p["problem_id"] for p in spec.pairs],
-            "align": spec.align,
-            "sft_loss": spec.sft_loss,
-            "train_loss": result.training_loss,
-            "spec": settings_hash({k: v for k, v in spec.to_json().items() if k != "pairs"}),
-        },
-    )
+def summary(spec: DPOSpec, trained: Any) -> dict[str, Any]:
+    """What a DPO run's train_summary.json records besides the trainer's own counts."""
+    return {
+        "model": rel(spec.model),
+        "pairs": len(spec.pairs),
+        "pair_problems": [p["problem_id"] for p in spec.pairs],
+        "align": spec.align,
+        "sft_loss": spec.sft_loss,
+        "spec": settings_hash({k: v for k, v in spec.to_json().items() if k != "pairs"}),
+    }
 
 
 def as_trained(response: str, align: str) -> str:
@@ -327,16 +210,7 @@ def trained_text(trainer: Any, row: int = 0) -> tuple[str, str]:
     return dec(ex["chosen_ids"]), dec(ex["rejected_ids"])
 
 
-def margins(history: list[dict[str, Any]]) -> list[tuple[int, float]]:
-    """The reward margin (chosen minus rejected) at each logged step."""
-    return [
-        (h.get("step", i + 1), h["rewards/margins"])
-        for i, h in enumerate(history)
-        if "rewards/margins" in h
-    ]
-
-
 if __name__ == "__main__":  # the multi-GPU entry point that accelerate launches
     logging.basicConfig(level=logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    _train(DPOSpec.from_json(json.loads(Path(sys.argv[1]).read_text())))
+    run(DPOSpec.from_json(json.loads(Path(sys.argv[1]).read_text())), build_trainer, summary)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..grading.problem import choice_question, freeze, gym_dataset, stable_hash
 from ..pipeline.artifacts import cached_jsonl
+from ..pipeline.stages import locate
 from .sources import load_aime2024, load_gpqa_diamond, load_math500, load_pool
 
 
@@ -253,22 +254,17 @@ def build_benchmark(name: str, cfg: Any, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def benchmarks_dir(rdir: Path) -> Path:
-    """Return the folder that holds a run's benchmark files."""
-    return Path(rdir) / "benchmarks"
-
-
 def load_benchmarks(profile: Any, rdir: Path) -> dict[str, list[dict[str, Any]]]:
     """Build (once) and read every benchmark the profile names, as {name: examples}.
 
-    Each file remembers the settings it was built from and is rebuilt when they change (a
-    benchmark whose kind changed while its size did not used to be reused as it was).
+    Each file remembers the settings it was built from and is rebuilt when any of them
+    changes (a benchmark whose kind changed keeps its size, so the size alone cannot tell).
     """
     out = {}
     for name, cfg in profile.benchmarks.items():
         settings = {"benchmark": name, "seed": profile.seed, **cfg.model_dump(mode="json")}
         out[name] = cached_jsonl(
-            benchmarks_dir(rdir) / f"{name}.jsonl",
+            locate(rdir, "collect", "benchmark", benchmark=name),
             settings,
             lambda name=name, cfg=cfg: build_benchmark(name, cfg, profile.seed),
         )
@@ -346,11 +342,3 @@ def build_pools(
     refs = [r for rs in benchmarks.values() for r in rs]
     flagged = overlapping(rows, refs)
     return [r for r in rows if r["id"] not in flagged], len(flagged)
-
-
-def pool_table(problems: list[dict[str, Any]]) -> Any:
-    """Problems per group, family and difficulty."""
-    import pandas as pd
-
-    df = pd.DataFrame(problems)
-    return df.groupby(["group", "family", "difficulty"]).size().rename("problems").to_frame()

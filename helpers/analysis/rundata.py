@@ -1,0 +1,212 @@
+"""What a run wrote, read back for the tables, the figures and the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..pipeline.artifacts import read_json, read_jsonl
+from ..pipeline.stages import explore_iterations, locate
+from .display import margins
+from .tables import COLUMNS
+
+
+def mixture_thought_words(profile: Any, rdir: Path) -> dict[str, float]:
+    """Mean thought length (words) of the mixture each SFT variant trained on."""
+    path = locate(rdir, "mix", "stats")
+    if not path.exists():
+        return {}
+    stats = {s["mixture"]: s for s in read_json(path)}
+    return {
+        v.name: stats[v.mixture]["mean_thought_words"]
+        for v in profile.variants
+        if v.mixture in stats
+    }
+
+
+def long_accuracy(profile: Any, summaries: dict[str, dict], words: dict[str, float]) -> Any:
+    """A long table (variant, benchmark, accuracy, thought_words) for plots."""
+    import pandas as pd
+
+    rows = [
+        {
+            "variant": name,
+            "benchmark": f"{b} ({COLUMNS[profile.benchmarks[b].kind]})",
+            "accuracy": s["accuracy"],
+            "thought_words": words.get(name),
+        }
+        for name, summ in summaries.items()
+        for b, s in summ["benchmarks"].items()
+        if b in profile.benchmarks
+    ]
+    return pd.DataFrame(rows, columns=["variant", "benchmark", "accuracy", "thought_words"])
+
+
+TOKEN_COLUMNS = {
+    "prefill": "prefill",
+    "prefill_padding": "prefill pad",
+    "shared_prefill": "prefill shared",
+    "decode": "generated",
+    "train": "trained",
+    "train_padding": "train pad",
+}
+
+
+def stage_timings(rdir: Path, profile: Any = None) -> Any:
+    """One row per finished execution: stage, variant, minutes, and the tokens it paid for.
+
+    Minutes come from the manifests; tokens from the artifact each stage's record names
+    (`tokens_at` in helpers/pipeline/stages.py): prefill and decode of generation, trained
+    tokens and padding of training, in thousands.
+    """
+    import pandas as pd
+
+    from ..pipeline.stages import BY_NAME
+
+    variants = {v.name: v for v in profile.variants} if profile is not None else {}
+    rows = []
+    for path in sorted((Path(rdir) / "manifests").glob("*.json")):
+        m = read_json(path)
+        # .digests.json (the runner's hash cache) sits beside the manifests and has no stage
+        if m.get("status") == "running" or "stage" not in m:
+            continue
+        row = {
+            "stage": m.get("stage"),
+            "variant": m.get("variant") or "",
+            "status": m.get("status"),
+            "minutes": round(float(m.get("seconds") or 0) / 60, 1),
+            "start": m.get("start"),
+        }
+        st = BY_NAME.get(row["stage"])
+        v = variants.get(row["variant"])
+        if st is not None and st.tokens_at is not None and (v is not None or not row["variant"]):
+            src = Path(rdir) / st.tokens_file(profile, v)
+            tokens = read_json(src).get("tokens", {}) if src.exists() else {}
+            for key, col in TOKEN_COLUMNS.items():
+                if tokens.get(key):
+                    row[col] = round(tokens[key] / 1000, 1)
+        rows.append(row)
+    cols = ["stage", "variant", "status", "minutes", *TOKEN_COLUMNS.values(), "start"]
+    df = pd.DataFrame(rows, columns=cols)
+    empty = [c for c in TOKEN_COLUMNS.values() if df[c].isna().all()]
+    return df.drop(columns=empty).sort_values("start").reset_index(drop=True)
+
+
+def data_summary(rdir: Path) -> list[str]:
+    """Report lines on the imitation data: filter totals and mixture sizes, when present."""
+    rdir = Path(rdir)
+    lines: list[str] = []
+    fr = locate(rdir, "unify", "report")
+    if fr.exists():
+        r = read_json(fr)
+        rules = ", ".join(f"{k} {v}" for k, v in r["rejected"].items() if v)
+        kept = ", ".join(f"{k} {v}" for k, v in r.get("kept_by_teacher", {}).items())
+        lines += [
+            f"Teachers wrote {r['responses']} responses; {r['kept']} became demonstrations "
+            f"({kept}). Rejected by rule: {rules}.",
+            "",
+        ]
+    ms = locate(rdir, "mix", "stats")
+    if ms.exists():
+        lines += ["| mixture | size | mean thought words | by group |", "|---|---|---|---|"]
+        for m in read_json(ms):
+            groups = ", ".join(f"{g} {w:.0f}" for g, w in m["thought_words_by_group"].items())
+            lines.append(
+                f"| {m['mixture']} | {m['size']} | {m['mean_thought_words']:.1f} | {groups} |"
+            )
+        lines.append("")
+    return lines
+
+
+def data_sizes(profile: Any, rdir: Path) -> dict[str, dict[str, int]]:
+    """Per variant, the data it trained on: distilled demonstrations, explored ones, DPO pairs."""
+    rdir = Path(rdir)
+    stats_path = locate(rdir, "mix", "stats")
+    mixes = {m["mixture"]: m["size"] for m in read_json(stats_path)} if stats_path.exists() else {}
+    by_name = {v.name: v for v in profile.variants}
+    out: dict[str, dict[str, int]] = {}
+    for v in profile.variants:
+        sizes: dict[str, int] = {}
+        base = by_name.get(v.init) if v.kind == "dpo" else v
+        if base is not None and base.mixture in mixes:
+            sizes["distill"] = mixes[base.mixture]
+        if v.explore_iteration:
+            summ = locate(rdir, "explore", "summary", i=v.explore_iteration)
+            if summ.exists():
+                sizes["explore"] = read_json(summ)["selected"]
+        if v.kind == "dpo":
+            summ = locate(rdir, "dpo", "model", variant=v.name) / "train_summary.json"
+            if summ.exists():
+                sizes["explore"] = read_json(summ)["pairs"]
+        out[v.name] = sizes
+    return out
+
+
+def explore_summaries(rdir: Path, profile: Any = None) -> list[dict[str, Any]]:
+    """Each exploration iteration's summary, in order (those the profile names, or on disk)."""
+    if profile is not None:
+        paths = [locate(rdir, "explore", "summary", i=i) for i in explore_iterations(profile)]
+    else:
+        paths = sorted(
+            Path(rdir).glob("explore/iter*/summary.json"),
+            key=lambda p: int(p.parent.name.removeprefix("iter")),
+        )
+    return [read_json(p) for p in paths if p.exists()]
+
+
+def explore_table(rdir: Path, profile: Any = None) -> Any:
+    """Per iteration: who explored, problems solved, rollouts, tokens, and the saving against
+    drawing the full number of rollouts for every problem."""
+    import pandas as pd
+
+    rows = []
+    for s in explore_summaries(rdir, profile):
+        st = s["stats"]
+        rows.append(
+            {
+                "iteration": s["iteration"],
+                "explorer": s["explorer"],
+                "problems": st["problems"],
+                "solved": st["solved"],
+                "pass@1 %": round(100 * st["pass_at_k"][0], 1),
+                f"pass@{len(st['pass_at_k'])} %": round(100 * st["pass_at_k"][-1], 1),
+                "rollouts": st["rollouts"],
+                "tokens": st["tokens"],
+                "tokens at fixed rollouts": st["fixed_rollouts_tokens"],
+                "saved %": round(100 * (1 - st["tokens"] / max(st["fixed_rollouts_tokens"], 1)), 1),
+                "selected": s["selected"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def accuracy_by_iteration(profile: Any, summaries: dict[str, dict]) -> Any:
+    """Accuracy per benchmark against the explore iteration (0: the first-round model)."""
+    import pandas as pd
+
+    start = profile.explore.start if profile.explore else None
+    its = {v.name: v.explore_iteration for v in profile.variants if v.explore_iteration}
+    if start:
+        its[start] = 0
+    rows = [
+        {
+            "iteration": it,
+            "benchmark": f"{b} ({COLUMNS[profile.benchmarks[b].kind]})",
+            "accuracy": summaries[name]["benchmarks"][b]["accuracy"],
+        }
+        for name, it in its.items()
+        if name in summaries
+        for b in summaries[name]["benchmarks"]
+        if b in profile.benchmarks
+    ]
+    return pd.DataFrame(rows, columns=["iteration", "benchmark", "accuracy"])
+
+
+def dpo_histories(profile: Any, rdir: Path) -> dict[str, list[tuple[int, float]]]:
+    """The reward margins logged while each DPO variant trained."""
+    out = {}
+    for v in profile.variants:
+        log = locate(rdir, "dpo", "model", variant=v.name) / "train_log.jsonl"
+        if v.kind == "dpo" and log.exists():
+            out[v.name] = margins(read_jsonl(log))
+    return out

@@ -1,0 +1,312 @@
+"""What SFT and DPO training share: loading, TRL's arguments, LoRA, the loss, token counts,
+the schedule check, saving, and the launch on one GPU or many (accelerate and DeepSpeed).
+
+A spec (SFTSpec, DPOSpec) says what to train; `train(spec, build, summary, module)` trains it
+here, or, with more than one GPU, writes it to JSON and runs `python -m module SPEC.json` under
+`accelerate launch` on every GPU, where the module's entry point calls `run` on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..pipeline.artifacts import write_json, write_jsonl
+from ..pipeline.paths import rel
+from ..pipeline.schema import TrainCfg
+
+log = logging.getLogger(__name__)
+
+
+def train(spec: Any, build: Callable, summary: Callable, module: str) -> dict[str, Any]:
+    """Train a spec and save its checkpoint (merged when LoRA); return the training summary."""
+    if spec.train.num_gpus > 1:
+        return launch_distributed(module, spec.to_json(), Path(spec.out_dir), spec.train)
+    return run(spec, build, summary)
+
+
+def run(spec: Any, build: Callable, summary: Callable) -> dict[str, Any]:
+    """Train in this process: the trainer `build` makes for the spec, its schedule checked,
+    saved with `summary(spec, trainer)` and the training loss."""
+    model, tok, cuda, bf16 = load_for_training(spec.model, spec.train)
+    out = Path(spec.out_dir)
+    trainer = build(spec, model, tok, work_dir(out), cuda, bf16)
+    check_schedule(trainer)
+    result = trainer.train()
+    record = {**summary(spec, trainer), "train_loss": result.training_loss}
+    return save_trained(trainer, tok, out, work_dir(out), cuda, spec.train.method, record)
+
+
+def launch_distributed(
+    module: str, spec_json: dict[str, Any], out: Path, train: TrainCfg
+) -> dict[str, Any]:
+    """Run `python -m module SPEC.json` under accelerate (and DeepSpeed) on every GPU."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec_path = out.with_name(out.name + ".spec.json")
+    write_json(spec_path, spec_json)
+    cmd = ["accelerate", "launch", "--num_processes", str(train.num_gpus)]
+    if train.deepspeed_config:
+        from ..pipeline.config import resolve_path
+
+        cmd += [
+            "--use_deepspeed",
+            "--deepspeed_config_file",
+            str(resolve_path(train.deepspeed_config)),
+        ]
+    cmd += ["-m", module, str(spec_path)]
+    log.info("launching: %s", " ".join(cmd))
+    subprocess.run(cmd, check=True)
+    return json.loads((out / "train_summary.json").read_text())
+
+
+def load_for_training(model_name: str, train: TrainCfg) -> tuple[Any, Any, bool, bool]:
+    """The model to train (bf16 weights only for full bf16 training) and its tokenizer, and
+    whether training runs on CUDA and in bf16."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ..infer.models import load_tokenizer, resolve_model_path
+
+    cuda = torch.cuda.is_available()
+    bf16 = train_in_bf16(train.dtype, cuda)
+    model = AutoModelForCausalLM.from_pretrained(
+        resolve_model_path(model_name),
+        dtype=torch.bfloat16 if bf16 and train.method == "full" else torch.float32,
+    )
+    return model, load_tokenizer(model_name), cuda, bf16
+
+
+def work_dir(out: Path) -> Path:
+    """The trainer's scratch folder beside a model's folder (removed once the model is saved)."""
+    return out.with_name(out.name + ".work")
+
+
+def train_in_bf16(dtype: str, cuda: bool) -> bool:
+    """Whether to train with bf16 (mixed precision): the profile's choice, or the machine's."""
+    from ..infer.models import cpu_has_fast_bf16
+
+    if dtype == "auto":
+        return cuda or cpu_has_fast_bf16()
+    if dtype == "fp16":
+        raise ValueError("sft.dtype fp16 is not supported for training: use bf16 or fp32")
+    return dtype == "bf16"
+
+
+def text_progress(trainer: Any) -> None:
+    """Show training steps as a text bar named "train steps" when the runner executes the
+    notebook.
+
+    In a kernel the Trainer draws an HTML bar, which the runner (reading the notebook's
+    streams) never sees; by hand the HTML bar stays.
+    """
+    import os
+
+    from transformers.trainer_callback import ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    from ..pipeline.config import SECTIONS_ENV
+
+    if SECTIONS_ENV not in os.environ:
+        return
+
+    class LabelledProgress(ProgressCallback):
+        """The Trainer's text bar, named so the runner's status line says what it counts."""
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            from tqdm.auto import tqdm
+
+            if state.is_world_process_zero:
+                self.training_bar = tqdm(total=state.max_steps, desc="train steps")
+            self.current_step = 0
+
+    handler = trainer.callback_handler
+    for cb in list(handler.callbacks):
+        if isinstance(cb, (ProgressCallback, NotebookProgressCallback)):
+            handler.remove_callback(cb)
+    trainer.add_callback(LabelledProgress)
+
+
+def completion_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) -> Any:
+    """Mean negative log-likelihood of the loss-bearing tokens, with the LM head on those only.
+
+    TRL's fused LM head computes log-probabilities, entropy and top-1 over every position,
+    prompt and padding included, for two logged metrics; with a 49k vocabulary that was about
+    a third of a CPU training step. Here the head sees only the positions whose next token
+    carries loss. The loss is the same quantity (summed over those tokens, divided by their
+    number in the whole accumulated batch).
+    """
+    import torch.nn.functional as F
+    from peft import PeftModel
+
+    causal = model.get_base_model() if isinstance(model, PeftModel) else model
+    labels = inputs["labels"]
+    hidden = causal.model(
+        input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False
+    ).last_hidden_state
+    target = labels[:, 1:]
+    keep = target != -100
+    logits = causal.lm_head(hidden[:, :-1][keep]).float()
+    total = F.cross_entropy(logits, target[keep], reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+    return total / torch_clamp_min(count, 1)
+
+
+def torch_clamp_min(count: Any, low: int) -> Any:
+    """max(count, low) for an int or a tensor (a batch without loss tokens divides by one)."""
+    import torch
+
+    return torch.as_tensor(count).clamp(min=low)
+
+
+def count_tokens(trainer: Any) -> Counter:
+    """Count what training pays for, batch by batch: real tokens, padding, tokens with loss.
+
+    The counts land in `trainer.token_counts` (and in the training summary).
+    """
+    counts: Counter = Counter()
+    collate = trainer.data_collator
+
+    def counting(features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = collate(features)
+        for prefix in ("", "chosen_", "rejected_", "prompt_"):
+            ids = batch.get(f"{prefix}input_ids")
+            if ids is None:
+                continue
+            mask = batch.get(f"{prefix}attention_mask")
+            real = int(mask.sum()) if mask is not None else ids.numel()
+            counts["train"] += real
+            counts["train_padding"] += ids.numel() - real
+        if "labels" in batch:
+            counts["loss"] += int((batch["labels"] != -100).sum())
+        return batch
+
+    trainer.data_collator = counting
+    trainer.token_counts = counts
+    return counts
+
+
+def lora_config(train: TrainCfg) -> Any:
+    """PEFT's LoRA config for a `lora` profile (None for full fine-tuning)."""
+    if train.method != "lora":
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=train.lora_r,
+        lora_alpha=train.lora_alpha,
+        lora_dropout=0.0,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
+def trl_args(
+    train: TrainCfg,
+    work: Path,
+    seed: int,
+    cuda: bool,
+    bf16: bool,
+    by_length: bool = True,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A profile's training settings as TRL config arguments (SFTConfig and DPOConfig alike)."""
+    return dict(
+        output_dir=str(work),
+        learning_rate=train.learning_rate,
+        num_train_epochs=train.epochs,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.per_device_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation,
+        max_length=train.max_length,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a ratio in transformers 5
+        weight_decay=train.weight_decay,
+        lr_scheduler_type=train.lr_scheduler,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        use_cpu=not cuda,
+        bf16=bf16,
+        # Batches of similar lengths: padding was a large share of CPU training time.
+        train_sampling_strategy="group_by_length" if by_length else "random",
+        disable_tqdm=False,
+        gradient_checkpointing=train.method == "full" and cuda,
+        **extra,
+    )
+
+
+def loss_tokens(ds: Any) -> int | None:
+    """How many training tokens carry loss (TRL marks the others -100 or masks them)."""
+    if "labels" in ds.column_names:
+        return sum(sum(t != -100 for t in row) for row in ds["labels"])
+    if "completion_mask" in ds.column_names:
+        return sum(int(sum(row)) for row in ds["completion_mask"])
+    return None
+
+
+def check_schedule(trainer: Any) -> int:
+    """Refuse a run whose warmup covers every step; return its number of optimizer steps.
+
+    Warmup starts at a learning rate of 0: a one-step run with any warmup trains nothing, and a
+    run no longer than its warmup never reaches the profile's rate. A handful of DPO pairs
+    made exactly that run, silently.
+    """
+    import math
+
+    args = trainer.args
+    rows = math.ceil(
+        len(trainer.train_dataset) / (args.per_device_train_batch_size * max(args.world_size, 1))
+    )
+    per_epoch = max(math.ceil(rows / args.gradient_accumulation_steps), 1)
+    steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * per_epoch)
+    warmup = args.get_warmup_steps(steps)
+    if str(args.lr_scheduler_type).split(".")[-1].lower() != "constant" and warmup >= steps:
+        raise ValueError(
+            f"training would take {steps} optimizer step(s) with {warmup} warmup step(s): the "
+            f"learning rate never reaches {args.learning_rate:g} (a single step runs at 0 and "
+            "trains nothing); set warmup_ratio lower (0 for a run this short) or train longer"
+        )
+    return steps
+
+
+def save_trained(
+    trainer: Any,
+    tok: Any,
+    out: Path,
+    work: Path,
+    cuda: bool,
+    method: str,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """Merge LoRA, save the checkpoint, its training log and summary (with the tokens spent)."""
+    import shutil
+
+    import torch
+
+    from ..infer.models import save_model
+
+    trained = trainer.model
+    if method == "lora":
+        trained = trained.merge_and_unload()
+    trained = trained.to(torch.float32) if not cuda else trained
+    if not trainer.accelerator.is_main_process:
+        return {}
+    tok.padding_side = "left"
+    save_model(trained, tok, out)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    write_jsonl(out / "train_log.jsonl", history)
+    summary = {
+        "tokens": dict(getattr(trainer, "token_counts", {})),
+        "method": method,
+        "steps": trainer.state.global_step,
+        **summary,
+    }
+    write_json(out / "train_summary.json", summary)
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("saved %s", rel(out))
+    return summary
