@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from helpers.method.pairs import pair_rows
-
 from helpers.grading.formatting import BEGIN_SOLUTION, END_SOLUTION, END_THOUGHT, format_response
+from helpers.method.pairs import pair_rows
 from helpers.pipeline.schema import DPOCfg
 from helpers.train.dpo import DPOSpec, build_trainer, take_pairs, trained_text, turn_end
 

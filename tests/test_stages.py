@@ -165,7 +165,9 @@ def test_every_left_out_execution_is_named_with_its_reason(tmp_path):
 def test_the_guard_refuses_a_section_the_record_does_not_list():
     prof = guard_sections(load_profile("params/smoke.yaml"), ("run", "variants", "seed"))
     assert prof.seed == 0 and prof.run == "smoke"
-    with pytest.raises(ProfileError, match=r"read the profile section 'sft'.*helpers/pipeline/stages\.py"):
+    with pytest.raises(
+        ProfileError, match=r"read the profile section 'sft'.*helpers/pipeline/stages\.py"
+    ):
         _ = prof.sft
     assert prof.model_dump()["sft"]["method"] == "lora"  # dumping is not reading a section
 
