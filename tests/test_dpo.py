@@ -5,7 +5,14 @@ from __future__ import annotations
 from helpers.grading.formatting import BEGIN_SOLUTION, END_SOLUTION, END_THOUGHT, format_response
 from helpers.method.pairs import pair_rows
 from helpers.pipeline.schema import DPOCfg
-from helpers.train.dpo import DPOSpec, build_trainer, take_pairs, trained_text, turn_end
+from helpers.train.dpo import DPOSpec, build_trainer, take_pairs, turn_end
+
+
+def trained_text(trainer, row=0):
+    """Decode what DPO trains on for one pair: (chosen completion, rejected completion)."""
+    ex = trainer.train_dataset[row]
+    dec = trainer.processing_class.decode
+    return dec(ex["chosen_ids"]), dec(ex["rejected_ids"])
 
 
 def traj(pid, i, correct, well_formed=True):

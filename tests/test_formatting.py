@@ -12,7 +12,6 @@ from helpers.grading.formatting import (
     format_response,
     parse_response,
     split_r1,
-    thought_steps,
     user_turn,
 )
 
@@ -58,6 +57,5 @@ def test_split_r1():
 
 
 def test_steps_and_prompt_placement():
-    assert thought_steps("a\n\nb\n \nc") == ["a", "b", "c"]
     turn = user_turn("What is 2+2?", "INSTR")
     assert turn.startswith("INSTR") and turn.endswith("What is 2+2?")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers.grading.answers import extract_answer, extract_choice, last_boxed
+from helpers.grading.answers import extract_answer, last_boxed, read_choice
 from helpers.grading.formatting import format_response
 from helpers.grading.grade import grade, math_equal, restates_expression
 from helpers.grading.problem import gym_entry
@@ -88,7 +88,7 @@ def test_truncated_counts_wrong_and_is_flagged(reason):
     ],
 )
 def test_choice_explicit_letters(resp, letter):
-    assert extract_choice(resp)[0] == letter
+    assert read_choice(resp).answer == letter
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_choice_explicit_letters(resp, letter):
     ],
 )
 def test_choice_never_a_stray_capital(resp):
-    assert extract_choice(resp)[0] is None
+    assert read_choice(resp).answer is None
     assert not grade(resp, mc_ex("A")).correct
 
 

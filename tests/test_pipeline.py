@@ -9,18 +9,9 @@ import sys
 
 import pytest
 
-from helpers.analysis.figures import compare, expected_path, run_figures
+from helpers.analysis.figures import ONE_INSTRUCTION_SET, compare, expected_path, run_figures
 
 pytestmark = pytest.mark.slow
-
-
-# Kernels held to one instruction set and fp32: the run then gives the same figures on AVX2-only
-# and AVX-512 machines, so its expected figures can be compared exactly.
-ONE_ISA = {
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-}
 
 
 def run(*args):
@@ -29,7 +20,7 @@ def run(*args):
         capture_output=True,
         text=True,
         timeout=1500,
-        env={**os.environ, **ONE_ISA},
+        env={**os.environ, **ONE_INSTRUCTION_SET},
     )
 
 

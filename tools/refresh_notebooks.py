@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from helpers.analysis.figures import ONE_INSTRUCTION_SET
+
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "slow-thinking"
 
@@ -23,7 +25,7 @@ def main() -> None:
     """Run the smoke plan, then each notebook in place, stopping at the first failure."""
     names = sys.argv[1:] or sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("notebooks/*.ipynb"))
     with tempfile.TemporaryDirectory(prefix="still-refresh-") as tmp:
-        env = {**os.environ, "STILL_OUTPUTS": tmp}
+        env = {**os.environ, **ONE_INSTRUCTION_SET, "STILL_OUTPUTS": tmp}
         subprocess.run(
             [sys.executable, "-m", "helpers.run", "params/smoke.yaml"],
             cwd=ROOT,

@@ -20,6 +20,13 @@ from typing import Any
 from ..pipeline.artifacts import read_json, read_jsonl
 from ..pipeline.paths import repo_root
 
+# PyTorch, MKL and oneDNN held to AVX2 kernels: a run then gives the same figures on AVX2-only
+# and AVX-512 machines (fp32 throughout). The tests, nbval's kernels and `make notebooks` set it.
+ONE_INSTRUCTION_SET = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
 # Floats are rounded to 2 decimals when recorded; a run held to one instruction set repeats
 # them exactly, so the tolerance only absorbs the rounding.
 FLOAT_TOLERANCE = 0.011

@@ -214,9 +214,3 @@ def read_choice(text: str, n_choices: int = 4, choices: list[str] | None = None)
             if letter:
                 return Reading(letter, where)
     return Reading(None, "none", "no answer")
-
-
-def extract_choice(text: str, n_choices: int = 4) -> tuple[str | None, str]:
-    """Return the explicit choice letter of a multiple-choice response, never a stray capital."""
-    r = read_choice(text, n_choices)
-    return r.answer, r.where

@@ -139,8 +139,3 @@ def split_r1(text: str) -> tuple[str, str] | None:
         return None
     thought, solution = m.group(1).strip(), m.group(2).strip()
     return (thought, solution) if thought and solution else None
-
-
-def thought_steps(thought: str) -> list[str]:
-    """Split a thought into its steps (blank-line separated)."""
-    return [s.strip() for s in re.split(r"\n\s*\n", thought) if s.strip()]

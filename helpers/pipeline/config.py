@@ -174,9 +174,9 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 def data_location(value: str) -> tuple[str, str]:
     """Where a profile's data path points: ("hub", id) or ("file", local path).
 
-    A hub dataset is named explicitly, `hub:owner/name`; anything else is a local file. A bare
-    `owner/name` that is not a local file used to be taken for a hub id and failed minutes
-    into a run on a machine without network.
+    A hub dataset is named explicitly, `hub:owner/name`; anything else is a local file, so a
+    bare `owner/name` is checked as a file at validation instead of failing minutes into a run
+    on a machine without network.
     """
     if value.startswith(HUB_PREFIX):
         return "hub", value[len(HUB_PREFIX) :]

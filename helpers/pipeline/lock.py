@@ -1,6 +1,6 @@
 """One runner per run folder: an advisory lock that names its holder.
 
-Two runners on one `outputs/<run>/` used to race on the same model folder and leave it without
+Two runners on one `outputs/<run>/` would race on the same model folder and can leave it without
 weights. The lock is an `flock` on `outputs/<run>/.runner.lock`: the kernel releases it when its
 holder exits, however it exits, so a killed run never leaves a stale lock behind.
 """

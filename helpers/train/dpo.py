@@ -203,13 +203,6 @@ def as_trained(response: str, align: str) -> str:
     return thought_part(response) if align == "thought" else response
 
 
-def trained_text(trainer: Any, row: int = 0) -> tuple[str, str]:
-    """Decode what DPO trains on for one pair: (chosen completion, rejected completion)."""
-    ex = trainer.train_dataset[row]
-    dec = trainer.processing_class.decode
-    return dec(ex["chosen_ids"]), dec(ex["rejected_ids"])
-
-
 if __name__ == "__main__":  # the multi-GPU entry point that accelerate launches
     logging.basicConfig(level=logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -254,7 +254,7 @@ def check_schedule(trainer: Any) -> int:
 
     Warmup starts at a learning rate of 0: a one-step run with any warmup trains nothing, and a
     run no longer than its warmup never reaches the profile's rate. A handful of DPO pairs
-    made exactly that run, silently.
+    makes exactly that run.
     """
     import math
 
