@@ -41,7 +41,7 @@ def test_good_profile_loads(tmp_path):
     assert prof.run == "t" and [v.name for v in prof.variants] == ["backbone", "sft_small"]
 
 
-@pytest.mark.parametrize("name", ["smoke", "tiny", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "tiny", "paper", "gpu"])
 def test_shipped_profiles_validate(name):
     prof = load_profile(f"params/{name}.yaml")
     assert prof.run == name

@@ -213,12 +213,15 @@ def test_selection_keeps_the_hardest_clean_trajectory_and_says_why():
         rollout("p2", 1, long, correct=False),
     ]
     ppl = {"p1:a1": 3.0, "p1:a2": 5.0, "p1:a3": 9.0, "p1:a4": 3.0}
-    out = {s["id"]: s for s in select(pool, ppl, per_problem=1, min_thought_words=10)}
+    from helpers.pipeline.schema import UnifyCfg
+
+    cleaning = UnifyCfg(min_thought_words=10)  # the chain unify applies, with its thresholds
+    out = {s["id"]: s for s in select(pool, ppl, per_problem=1, cleaning_cfg=cleaning)}
     assert set(out) == {"p1:a1", "p1:a2", "p1:a3", "p1:a4"}  # incorrect ones are not candidates
     assert out["p1:a2"]["kept"] and "highest perplexity" in out["p1:a2"]["why"]
     assert not out["p1:a1"]["kept"] and "rank 2 of 2" in out["p1:a1"]["why"]
-    assert out["p1:a3"]["why"] == "thought too short"
-    assert out["p1:a4"]["why"] == "duplicate of an earlier trajectory"
+    assert out["p1:a3"]["why"] == "short_thought"
+    assert out["p1:a4"]["why"] == "exact_duplicate"
 
 
 def test_iteration_stats_count_what_fixed_rollouts_would_have_spent():
@@ -238,17 +241,17 @@ def test_explore_killed_while_writing_resumes_from_its_pool_file(
     small_model, tmp_path, monkeypatch
 ):
     import helpers.method.explore as ex
+    from helpers.infer.hf_backend import HFBackend
     from helpers.pipeline.schema import BenchmarkCfg
     from helpers.world.tasks import build_benchmark
 
-    model, tok = small_model
+    backend = HFBackend(*small_model, progress=False, stop_loops=True)
     problems = build_benchmark("h", BenchmarkCfg(kind="hard", size=3))
     settings = explore_settings(max_rollouts=3, parallel=2, max_new_tokens=6)
 
     def run(path):
         return ex.explore(
-            model,
-            tok,
+            backend,
             problems,
             path,
             prompt="p",
@@ -307,15 +310,14 @@ def test_explore_problems_share_out_the_groups_and_avoid_pools_and_benchmarks(tm
 
 def test_the_bar_moves_when_a_problem_is_solved_or_out_of_attempts(small_model, tmp_path, capsys):
     import helpers.method.explore as ex
+    from helpers.infer.hf_backend import HFBackend
     from helpers.pipeline.schema import BenchmarkCfg
     from helpers.world.tasks import build_benchmark
 
-    model, tok = small_model
     problems = build_benchmark("h", BenchmarkCfg(kind="hard", size=2))
     settings = explore_settings(max_rollouts=2, parallel=1, max_new_tokens=3)
     ex.explore(
-        model,
-        tok,
+        HFBackend(*small_model, progress=False, stop_loops=True),
         problems,
         tmp_path / "pool.jsonl",
         prompt="p",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from helpers.grading import filters
-from helpers.method.unify import answers_agree, clean, filter_report, import_release
+from helpers.method.release import import_release
+from helpers.method.unify import answers_agree, clean, filter_report
 from helpers.pipeline.schema import UnifyCfg
 
 from .conftest import FIXTURES
@@ -116,3 +117,14 @@ def test_import_release_fixture(tmp_path):
     bad.write_text('{"question": "q", "combined_text": "no markers", "domain": "math"}\n')
     with pytest.raises(ValueError, match="line 1: combined_text is not in the thought/solution"):
         import_release(bad)
+
+
+def test_the_release_splits_math_by_thought_length_when_asked(tmp_path):
+    from helpers.method.release import import_release
+
+    demos = import_release(FIXTURES / "release.jsonl")
+    assert {d["group"] for d in demos if d["domain"] == "math"} <= {"normal_math"}
+    words = sorted(d["thought_words"] for d in demos if d["domain"] == "math")
+    split = import_release(FIXTURES / "release.jsonl", hard_words=words[-1])
+    hard = [d for d in split if d["group"] == "hard_math"]
+    assert hard and all(d["thought_words"] >= words[-1] for d in hard)

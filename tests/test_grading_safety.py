@@ -16,7 +16,7 @@ from helpers.grading.formatting import format_response
 from helpers.grading.grade import GYM_CHECKS, grade
 from helpers.grading.problem import gym_entry
 from helpers.grading.verifiers import check_expression
-from helpers.method.unify import RELEASE_DOMAINS, import_release
+from helpers.method.release import RELEASE_DOMAINS, import_release
 from helpers.pipeline.schema import BenchmarkCfg
 from helpers.world.tasks import FAMILIES, build_benchmark, make_example
 

@@ -439,7 +439,7 @@ def test_the_explore_table_names_the_profiles_rollouts_and_has_no_empty_cells():
 
 def test_the_importer_refuses_latin1_bytes_with_the_line(tmp_path):
     from helpers.grading.formatting import format_response
-    from helpers.method.unify import import_release
+    from helpers.method.release import import_release
 
     good = {"question": "q", "combined_text": format_response("t", "s"), "domain": "math"}
     p = tmp_path / "r.jsonl"

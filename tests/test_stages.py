@@ -42,7 +42,7 @@ IMITATE = {
         "analyse",
     ],
 }
-IMITATE["paper"] = IMITATE["tiny"]
+IMITATE["paper"] = IMITATE["gpu"] = IMITATE["tiny"]
 EXPLORE_DPO = {
     "smoke": ["explore:sft_explore_1", "sft:sft_explore_1", "dpo:dpo_thought"],
     "tiny": [
@@ -58,8 +58,8 @@ EXPLORE_DPO = {
         "dpo:dpo_full",
         "dpo:dpo_full_sft",
     ],
-    "paper": [],
 }
+EXPLORE_DPO["paper"] = EXPLORE_DPO["gpu"] = EXPLORE_DPO["tiny"]
 GOLDEN = {
     name: IMITATE[name][: IMITATE[name].index("evaluate:backbone")]
     + EXPLORE_DPO[name]
@@ -68,6 +68,22 @@ GOLDEN = {
     + ["analyse"]
     for name in IMITATE
 }
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_every_profile_plans_the_whole_method_in_order(name):
+    prof = load_profile(f"params/{name}.yaml")
+    plan, left_out = build_plan(prof, f"params/{name}.yaml")
+    assert left_out == [] and [e.key for e in plan] == GOLDEN[name]
+
+
+@pytest.mark.parametrize("name", ["tiny", "paper", "gpu"])
+def test_the_full_profiles_reproduce_every_row_of_the_papers_tables(name):
+    from helpers.analysis.tables import PAPER_ROWS
+
+    prof = load_profile(f"params/{name}.yaml")
+    rows = {r for v in prof.variants for r in v.paper_rows}
+    assert rows == set(PAPER_ROWS)
 
 
 def _fingerprints(prof):
@@ -200,3 +216,13 @@ def test_a_benchmark_built_from_other_settings_is_rebuilt(tmp_outputs):
     path.write_text(path.read_text().replace("other", "otter", 1))  # edited behind its back
     again = load_benchmarks(type(prof).model_validate(data), rdir)["normal"]
     assert again == other
+
+
+def test_a_dry_run_says_what_each_stage_may_spend(tmp_outputs, capsys):
+    from helpers.pipeline.run import main
+
+    assert main(["params/gpu.yaml", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "explore:sft_explore_1        run (never ran)  [<= 9.8M generated]" in out
+    assert "sft:sft_small                run (never ran)  [<= 18.0M trained]" in out
+    assert "the plan may spend at most 107.0M tokens generated and 292.6M trained" in out

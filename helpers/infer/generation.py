@@ -24,7 +24,12 @@ OnResult = Callable[[int, list["Completion"]], None]
 
 
 class Backend(Protocol):
-    """What every generation backend does: chat prompts in, n completions per prompt out."""
+    """What every generation backend does: chat prompts in, n completions per prompt out.
+
+    The local backends (hf, vllm) also decode the requests of a source (`run_source`: the
+    exploration scheduler hands out attempts and cancels those a success makes useless) and
+    score responses teacher-forced (`score`, for perplexity selection and DPO pairs).
+    """
 
     def generate(
         self, prompts: Sequence[Prompt], cfg: SamplingCfg, on_result: OnResult | None = None
@@ -65,6 +70,22 @@ class SamplingCfg:
     max_new_tokens: int = 512
     seed: int = 0
     stop: tuple[str, ...] = (END_SOLUTION,)
+
+
+@dataclass
+class SourceSettings:
+    """How a backend decodes the requests of a source (see Backend.run_source): the token ids
+    of every prompt the source can hand out (their shared head is prefilled once), sampling,
+    limits, and whether each request's log-probability is recorded."""
+
+    prompts: list[list[int]]
+    max_new_tokens: int
+    batch_size: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | str = 0  # what each request's seed is drawn from, with the request's key
+    stop: tuple[str, ...] = (END_SOLUTION,)
+    logprobs: bool = False
 
 
 def trim_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -145,3 +166,16 @@ def backend_from_profile(
         seed=profile.seed,
         stop_loops=gen.stop_loops and kind == "hf",
     )
+
+
+def release(backend: Any) -> None:
+    """Free what a local backend holds (an engine, a model) before the process needs the memory."""
+    import gc
+
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
+    for name in ("model", "llm"):
+        if hasattr(backend, name):
+            delattr(backend, name)
+    gc.collect()

@@ -7,7 +7,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from .decoding import Finished, decode_continuous
-from .generation import Completion, OnResult, Prompt, SamplingCfg, render, trim_at_stop
+from .generation import (
+    Completion,
+    OnResult,
+    Prompt,
+    SamplingCfg,
+    SourceSettings,
+    render,
+    trim_at_stop,
+)
 from .loops import repeating_tail, stop_check
 
 
@@ -79,6 +87,40 @@ class HFBackend:
         )
         bar.close()
         return [[results[(i, k)] for k in range(cfg.n)] for i in range(len(encoded))]
+
+    def run_source(self, source: Any, settings: SourceSettings) -> Counter:
+        """Decode every request a source hands out (exploration's scheduler, say) to its end or
+        its cancellation; return the tokens paid for."""
+        from .decoding import common_prefix, decode
+
+        stats: Counter = Counter()
+        prompts = settings.prompts
+        head = common_prefix(prompts) if prompts else 0
+        decode(
+            self.model,
+            source,
+            head=prompts[0][:head] if head else [],
+            pad_id=self.tok.pad_token_id if self.tok.pad_token_id is not None else self.eos,
+            batch_size=settings.batch_size,
+            max_new_tokens=settings.max_new_tokens,
+            eos=self.eos,
+            stopped=stop_check(self.tok, settings.stop, self.stop_loops),
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            seed=settings.seed,
+            logprobs=settings.logprobs,
+            stats=stats,
+        )
+        self.tokens.update(stats)
+        return stats
+
+    def score(
+        self, prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]]
+    ) -> list[Any]:
+        """Each response's log-probability under the model, given its prompt (teacher-forced)."""
+        from .scoring import score_hf
+
+        return score_hf(self.model, prompt_ids, response_ids)
 
     @property
     def eos(self) -> int:

@@ -3,8 +3,8 @@
 The paper selects explored trajectories, and builds DPO pairs, by perplexity under the current
 model (correct ones the model finds harder are kept). A trajectory the model itself sampled
 already carries its log-probability from generation (helpers.infer.decoding, `logprobs=True`); these
-functions score any other trajectory by a teacher-forced forward pass: batched on the hf
-backend, through `prompt_logprobs` on vLLM.
+functions score any other trajectory by a teacher-forced forward pass, batched (the vLLM
+backend scores through `prompt_logprobs`: VLLMBackend.score).
 """
 
 from __future__ import annotations
@@ -68,30 +68,3 @@ def score_hf(
                 total = tok_lp[j, start - 1 : start - 1 + n_resp].sum().item()
                 scores[r] = Score(total, n_resp)
     return [s for s in scores if s is not None]
-
-
-def score_vllm(llm: Any, prompts: Sequence[str], responses: Sequence[str]) -> list[Score]:
-    """Score responses with vLLM's prompt_logprobs (GPU boxes): each prompt+response once."""
-    from vllm import SamplingParams
-
-    tok = llm.get_tokenizer()
-    params = SamplingParams(max_tokens=1, prompt_logprobs=0)
-    outs = llm.generate([p + r for p, r in zip(prompts, responses, strict=True)], params)
-    scores = []
-    for p, out in zip(prompts, outs, strict=True):
-        start = len(tok(p, add_special_tokens=False).input_ids)
-        ids = out.prompt_token_ids
-        lps = out.prompt_logprobs
-        total = sum(lps[k][ids[k]].logprob for k in range(start, len(ids)))
-        scores.append(Score(total, len(ids) - start))
-    return scores
-
-
-def score_texts(backend: Any, prompts: Sequence[str], responses: Sequence[str]) -> list[Score]:
-    """Perplexity scores of (rendered prompt, response text) pairs on an hf or vLLM backend."""
-    if hasattr(backend, "llm"):
-        return score_vllm(backend.llm, prompts, responses)
-    tok = backend.tok
-    p_ids = [tok(p, add_special_tokens=False).input_ids for p in prompts]
-    r_ids = [tok(r, add_special_tokens=False).input_ids for r in responses]
-    return score_hf(backend.model, p_ids, r_ids)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..grading.formatting import END_SOLUTION, parse_response
-from ..infer.decoding import Finished, common_prefix, decode
+from ..infer.decoding import Finished
 from ..pipeline.artifacts import append_jsonl, cached_jsonl, settings_hash
 from ..pipeline.stages import locate
 from .pool import resume_pool
@@ -30,27 +30,65 @@ EXPLORE_SEED_BASE = 3_000_000
 
 
 def explore_problems(profile: Any, rdir: Path, pool_problems: list[dict[str, Any]]) -> list[dict]:
-    """The problems explored (built once per settings), shared out among the explore section's
-    pool groups, none overlapping a benchmark or a distillation pool problem."""
-    from ..world.tasks import POOL_FAMILIES, build_embedded, load_benchmarks, overlapping
+    """The problems explored (built once per settings), none overlapping a benchmark or a
+    distillation pool problem: real problems from the explore section's sources, or else the
+    embedded families of its groups, sharing `problems` out."""
+    from ..world.tasks import POOL_FAMILIES, load_benchmarks
 
     cfg = profile.explore
-    groups = {g: POOL_FAMILIES[g] for g in cfg.groups}
-    settings = {"size": cfg.problems, "seed": profile.seed, "groups": groups}
+    settings = {
+        "size": cfg.problems,
+        "seed": profile.seed,
+        "groups": {g: POOL_FAMILIES[g] for g in cfg.groups},
+        "sources": [s.model_dump(mode="json") for s in cfg.sources],
+    }
 
     def build() -> list[dict[str, Any]]:
-        rows = []
-        for k, (group, families) in enumerate(groups.items()):
-            n = cfg.problems // len(groups) + (k < cfg.problems % len(groups))
-            # each family draws from its own seed, so one prefix keeps ids apart
-            rows += build_embedded(
-                families, n, EXPLORE_SEED_BASE + 7919 * profile.seed, group, "explore"
-            )
         refs = [r for rs in load_benchmarks(profile, rdir).values() for r in rs] + pool_problems
-        flagged = overlapping(rows, refs)
-        return [r for r in rows if r["id"] not in flagged]
+        if cfg.sources:
+            return _from_sources(cfg, profile.seed, refs)
+        return _embedded(cfg, profile.seed, refs)
 
     return cached_jsonl(locate(rdir, "explore", "problems"), settings, build)
+
+
+def _embedded(cfg: Any, seed: int, refs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from ..world.tasks import POOL_FAMILIES, build_embedded, overlapping
+
+    rows = []
+    for k, group in enumerate(cfg.groups):
+        n = cfg.problems // len(cfg.groups) + (k < cfg.problems % len(cfg.groups))
+        # each family draws from its own seed, so one prefix keeps ids apart
+        rows += build_embedded(
+            POOL_FAMILIES[group], n, EXPLORE_SEED_BASE + 7919 * seed, group, "explore"
+        )
+    flagged = overlapping(rows, refs)
+    return [r for r in rows if r["id"] not in flagged]
+
+
+def _from_sources(cfg: Any, seed: int, refs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A seeded sample of each source's problems, those overlapping a reference left out first
+    (the distillation pools draw from the same datasets)."""
+    import random
+
+    from ..grading.problem import stable_hash
+    from ..world.sources import POOL_LOADERS, pool_sizes
+    from ..world.tasks import overlapping
+
+    out: list[dict[str, Any]] = []
+    for src, n in zip(
+        cfg.sources, pool_sizes(cfg.problems, [s.size for s in cfg.sources]), strict=True
+    ):
+        rows = POOL_LOADERS[src.source](src)
+        flagged = overlapping(rows, refs)
+        rows = [r for r in rows if r["id"] not in flagged]
+        if not rows:
+            raise ValueError(
+                f"explore.sources: {src.source} ({src.path}) left no problem to explore"
+            )
+        rng = random.Random(stable_hash(seed, "explore", src.source, src.path))
+        out += [{**r, "group": "hard_math"} for r in rng.sample(rows, min(n, len(rows)))]
+    return out
 
 
 class ExploreSource:
@@ -215,8 +253,7 @@ class Recorder:
 
 
 def explore(
-    model: Any,
-    tok: Any,
+    backend: Any,
     problems: list[dict[str, Any]],
     out_path: Path,
     *,
@@ -224,17 +261,20 @@ def explore(
     iteration: int,
     model_name: str,
     settings: dict[str, Any],
-    stop_loops: bool = True,
     progress: bool = True,
 ) -> Counter:
-    """Explore every problem with the model, appending each finished rollout to out_path.
+    """Explore every problem with a local backend (hf or vllm), appending each finished rollout
+    to out_path; return the tokens spent.
 
-    A pool file written with the same settings is resumed: attempts already recorded are not
-    run again. One written with other settings is set aside and exploration starts afresh.
-    Returns the tokens spent (prefill, decode, ...) by this call.
+    Both engines run the same scheduler (ExploreSource): attempts of a problem in order, at
+    most `parallel` at once, the later ones cancelled the moment one is correct. A pool file
+    written with the same settings is resumed (attempts already recorded are not run again);
+    one written with other settings is set aside and exploration starts afresh.
     """
     from ..grading.formatting import render_prompt
+    from ..infer.generation import SourceSettings
 
+    cfg, tok = settings, backend.tok
     fp = settings_hash({**settings, "model": model_name, "iteration": iteration})
     done_before = resume_pool(Path(out_path), fp, problems, settings, model_name)
     recorder = Recorder(
@@ -242,7 +282,7 @@ def explore(
         out_path,
         iteration=iteration,
         model_name=model_name,
-        max_rollouts=settings["max_rollouts"],
+        max_rollouts=cfg["max_rollouts"],
         done_before=done_before,
         progress=progress,
     )
@@ -250,25 +290,6 @@ def explore(
         tok(render_prompt(tok, p["question"], prompt), add_special_tokens=False).input_ids
         for p in problems
     ]
-    try:
-        return _explore_hf(model, tok, problems, ids, recorder, settings, stop_loops, done_before)
-    finally:
-        recorder.close()
-
-
-def _explore_hf(
-    model: Any,
-    tok: Any,
-    problems: list[dict[str, Any]],
-    ids: list[list[int]],
-    recorder: Recorder,
-    cfg: dict[str, Any],
-    stop_loops: bool,
-    done_before: list[dict[str, Any]],
-) -> Counter:
-    """Exploration through the project's decode loop: one batch of attempts, refilled, each
-    problem's later attempts cancelled the moment one is correct."""
-    from ..infer.loops import stop_check
 
     def judge(problem: dict[str, Any], tokens: list[int]) -> dict[str, Any]:
         if tokens and tokens[-1] == tok.eos_token_id:
@@ -284,24 +305,20 @@ def _explore_hf(
         record=recorder.record,
         done_before=done_before,
     )
-    stats: Counter = Counter()
-    head = common_prefix(ids)
-    decode(
-        model,
-        source,
-        head=ids[0][:head] if head else [],
-        pad_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-        batch_size=cfg["batch_size"],
+    run = SourceSettings(
+        prompts=ids,
         max_new_tokens=cfg["max_new_tokens"],
-        eos=tok.eos_token_id,
-        stopped=stop_check(tok, (END_SOLUTION,), stop_loops),
+        batch_size=cfg["batch_size"],
         temperature=cfg["temperature"],
         top_p=cfg["top_p"],
-        seed=settings_hash([cfg["seed"], recorder.iteration]),
+        seed=settings_hash([cfg["seed"], iteration]),
+        stop=(END_SOLUTION,),
         logprobs=True,
-        stats=stats,
     )
-    return stats
+    try:
+        return backend.run_source(source, run)
+    finally:
+        recorder.close()
 
 
 def settings(profile: Any) -> dict[str, Any]:

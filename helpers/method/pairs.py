@@ -64,13 +64,13 @@ def pair_rows(pool: list[dict[str, Any]], perplexity: dict[str, float]) -> list[
 def build_pairs(
     profile: Any,
     rdir: Path,
-    init_model: Any,
-    tok: Any,
+    backend: Any,
     init_name: str,
     prompt: str,
     problems: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """Every problem's pair from the global pool, under the DPO start model (computed once).
+    """Every problem's pair from the global pool, under the DPO start model that `backend`
+    runs (hf or vllm; computed once).
 
     The start model's own rollouts (the first exploration iteration's) carry their
     log-probabilities from generation; the later iterations' are scored here.
@@ -89,7 +89,7 @@ def build_pairs(
     def build() -> list[dict[str, Any]]:
         pool = global_pool(profile, rdir, max(iterations, default=0), problems)
         perplexity = perplexities(
-            init_model, tok, pool, prompt, init_name, keep=lambda r: r.get("well_formed", True)
+            backend, pool, prompt, init_name, keep=lambda r: r.get("well_formed", True)
         )
         return pair_rows(pool, perplexity)
 

@@ -90,22 +90,22 @@ def as_demos(selected: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def perplexities(
-    model: Any,
-    tok: Any,
+    backend: Any,
     pool: list[dict[str, Any]],
     prompt: str,
     current: str,
     keep: Callable[[dict[str, Any]], bool] = lambda r: r["correct"],
 ) -> dict[str, float]:
     """Perplexity of the pool's trajectories that `keep` accepts (the correct ones unless told
-    otherwise) under the current model.
+    otherwise) under the current model, the one `backend` (hf or vllm) runs.
 
     The current model's own rollouts carry their log-probability from generation; the others
-    (earlier iterations' models) are scored with a forward pass.
+    (earlier iterations' models) are scored teacher-forced.
     """
     from ..grading.formatting import render_prompt
-    from ..infer.scoring import Score, score_hf
+    from ..infer.scoring import Score
 
+    tok = backend.tok
     out: dict[str, float] = {}
     todo = []
     for r in pool:
@@ -121,7 +121,7 @@ def perplexities(
             for r in todo
         ]
         r_ids = [tok(r["response"], add_special_tokens=False).input_ids for r in todo]
-        for r, s in zip(todo, score_hf(model, p_ids, r_ids), strict=True):
+        for r, s in zip(todo, backend.score(p_ids, r_ids), strict=True):
             out[r["id"]] = s.perplexity
     return out
 

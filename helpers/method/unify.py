@@ -20,7 +20,6 @@ from ..grading.formatting import (
 )
 from ..grading.grade import math_equal
 from ..infer.generation import Prompt, SamplingCfg
-from ..pipeline.paths import rel
 from ..world.tasks import overlapping
 
 # The chain's rules that apply to distilled responses, in report order.
@@ -131,93 +130,6 @@ def filter_report(
         "kept_by_teacher": dict(Counter(d["teacher"] for d in demos)),
         "tokens": tokens or {},
     }
-
-
-# The public release's domains, the only ones its importer accepts.
-RELEASE_DOMAINS = ("math", "physics", "chemistry", "biology", "code", "puzzle")
-RELEASE_FIELDS = ("question", "combined_text", "domain")
-
-
-def _release_row_problem(r: Any) -> str | None:
-    """What is wrong with one row of the public release, or None."""
-    from ..grading.formatting import parse_response
-
-    if not isinstance(r, dict):
-        return f"expected a JSON object, found {type(r).__name__}"
-    missing = [k for k in RELEASE_FIELDS if k not in r]
-    if missing:
-        return f"expected the fields {missing}"
-    for k in RELEASE_FIELDS:
-        v = r[k]
-        if not isinstance(v, str):
-            return (
-                f"field '{k}': expected a string, found {'null' if v is None else type(v).__name__}"
-            )
-        try:
-            v.encode("utf-8")
-        except UnicodeEncodeError:
-            return f"field '{k}': not valid UTF-8 text (a lone surrogate)"
-    if not r["question"].strip():
-        return "field 'question' is blank"
-    if r["domain"].strip().lower() not in RELEASE_DOMAINS:
-        return f"field 'domain': expected one of {list(RELEASE_DOMAINS)}, found {r['domain']!r}"
-    parsed = parse_response(r["combined_text"])
-    if not parsed.well_formed:
-        return f"combined_text is not in the thought/solution format ({', '.join(parsed.problems)})"
-    return None
-
-
-def import_release(path: str | Path) -> list[dict[str, Any]]:
-    """Read the public release (JSON lines: question, combined_text, domain) into demos.
-
-    Every row is checked; any bad row stops the import with one error that names each bad
-    line and what is wrong with it, so nothing is imported as a silently different record.
-    """
-    import json
-
-    from ..grading.formatting import parse_response
-
-    path = Path(path)
-    demos, bad = [], []
-    with path.open("rb") as f:
-        for i, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                r = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                bad.append(f"line {i}: not UTF-8 text (byte {exc.start}: {raw[exc.start]:#04x})")
-                continue
-            except json.JSONDecodeError as exc:
-                bad.append(f"line {i}: not valid JSON ({exc.msg})")
-                continue
-            problem = _release_row_problem(r)
-            if problem:
-                bad.append(f"line {i}: {problem}")
-                continue
-            domain = r["domain"].strip().lower()
-            demos.append(
-                {
-                    "question": r["question"],
-                    "combined_text": r["combined_text"],
-                    "domain": domain,
-                    "id": f"release-{i}",
-                    "problem_id": f"release-{i}",
-                    "group": "normal_math" if domain == "math" else "other",
-                    "difficulty": "unknown",
-                    "family": domain,
-                    "teacher": "release",
-                    "thought_words": len(
-                        (parse_response(r["combined_text"]).thought or "").split()
-                    ),
-                }
-            )
-    if bad:
-        shown = "\n  ".join(bad[:20]) + (
-            f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else ""
-        )
-        raise ValueError(f"{rel(path)}: {len(bad)} bad row(s), nothing imported:\n  {shown}")
-    return demos
 
 
 def keep_agreeing(

@@ -195,6 +195,11 @@ def _check_files(profile: Profile, path: Path) -> None:
         for k, p in profile.pools.items()
         for i, src in enumerate(p.sources)
     ]
+    data.append(("unify.release_file", profile.unify.release_file))
+    if profile.explore is not None:
+        data += [
+            (f"explore.sources.{i}.path", src.path) for i, src in enumerate(profile.explore.sources)
+        ]
     files = [
         ("prompt_file", profile.prompt_file),
         ("sft.deepspeed_config", profile.sft.deepspeed_config),

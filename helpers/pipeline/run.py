@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import Digests, atomic_write_text, read_json, write_json
+from .budget import bound, tokens_shown
 from .config import FORCE_ENV, SECTIONS_ENV, load_profile, profile_hash, resolve_path
 from .lock import RunLocked, run_lock
 from .paths import rel, repo_root, run_dir
@@ -242,7 +243,9 @@ def execute_plan(
             if why:
                 redone += ex.outputs
             outcomes.append("would run" if why else "skip")
-            log(f"{tag} {'run (' + why + ')' if why else 'skip (done, unchanged)'}")
+            log(
+                f"{tag} {'run (' + why + ')' if why else 'skip (done, unchanged)'}{_spend(profile, ex)}"
+            )
         elif not why:
             outcomes.append("skip")
             log(f"{tag} skip (done, unchanged)")
@@ -252,6 +255,24 @@ def execute_plan(
             outcomes.append("ran")
     digests.save()
     return outcomes
+
+
+def _spend(profile: Profile | None, ex: Execution) -> str:
+    """What an execution may spend, as a dry run shows it ("" when nothing)."""
+    if profile is None:
+        return ""
+    gen, train = bound(profile, ex.stage, ex.variant)
+    parts = [f"<= {tokens_shown(gen)} generated"] * bool(gen) + [
+        f"<= {tokens_shown(train)} trained"
+    ] * bool(train)
+    return f"  [{', '.join(parts)}]" if parts else ""
+
+
+def plan_bounds(profile: Profile, plan: list[Execution]) -> str:
+    """The whole plan's token bounds, in one line."""
+    gen = sum(bound(profile, ex.stage, ex.variant)[0] for ex in plan)
+    train = sum(bound(profile, ex.stage, ex.variant)[1] for ex in plan)
+    return f"at most {tokens_shown(gen)} tokens generated and {tokens_shown(train)} trained"
 
 
 class _Runner:
@@ -417,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
                 full_plan=full,
             )
         print(closing_line(rdir, outcomes, time.time() - t0, args.dry_run), flush=True)
+        if args.dry_run:
+            print(f"the plan may spend {plan_bounds(profile, plan)}", flush=True)
     except Interrupted as exc:
         print(
             f"\ninterrupted during {exc}; finished work is kept: run the same command again "

@@ -61,6 +61,7 @@ class BenchmarkCfg(Strict):
     path: str | None = None  # a local file in the published schema, or a hub id on an online box
 
 
+RELEASE_GROUPS = {"normal_math", "hard_math", "other"}  # the groups a release's demos land in
 PoolSource = Literal["numina_math", "aime", "camel_science", "riddlesense", "leetcode"]
 
 
@@ -141,6 +142,12 @@ class UnifyCfg(Strict):
     # Problems without a checkable answer (camel-ai science, LeetCode) get the label
     # "unverified"; keep them only when the profile says so.
     keep_unverified: bool = False
+    # The paper's public release (question, combined_text, domain) as demonstrations beside
+    # the teachers': a local JSON-lines file or hub:<owner>/<name>. The release has no
+    # difficulty: a math demonstration with at least release_hard_words thought words counts
+    # as hard math (without it, all math is normal math).
+    release_file: str | None = None
+    release_hard_words: PosInt | None = None
 
 
 class TrainCfg(Strict):
@@ -187,6 +194,9 @@ class ExploreCfg(Strict):
     groups: Annotated[list[Literal["normal_math", "hard_math"]], Field(min_length=1)] = [
         "hard_math"
     ]
+    # Real hard problems held out for exploration (the paper profile: NuminaMath olympiad, AIME
+    # before 2024); without any, the embedded families of `groups`.
+    sources: list[PoolSourceCfg] = []
     # Pool files of earlier runs (their explore/iter<i>/pool.jsonl) that join this run's global
     # pool, as the paper kept one pool across runs; re-graded on loading.
     pool_files: list[str] = []
@@ -256,13 +266,15 @@ class Profile(Strict):
         for i, n in enumerate(names):
             if n in names[:i]:
                 raise _at(("variants", i, "name"), f"variant name '{n}' is used twice")
+        # The release's demonstrations come in every group; the teachers' in the pools'.
+        groups = set(self.pools) | (RELEASE_GROUPS if self.unify.release_file else set())
         for mix_name, mix in self.mixtures.items():
             for group in mix.ratios:
-                if self.pools and group not in self.pools:
+                if groups and group not in groups:
                     raise _at(
                         ("mixtures", mix_name, "ratios", group),
                         f"mixture '{mix_name}' names pool group '{group}', "
-                        f"expected one of {sorted(self.pools)}",
+                        f"expected one of {sorted(groups)}",
                     )
         for i, v in enumerate(self.variants):
             if v.kind == "sft" and v.mixture not in self.mixtures:
