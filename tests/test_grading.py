@@ -124,8 +124,7 @@ def test_expression_tasks_reject_the_bare_target_number():
     from helpers.world.tasks import build_benchmark
 
     exs = build_benchmark("h", BenchmarkCfg(kind="hard", size=9))
-    for family in ("countdown", "puzzle24"):
-        ex = next(r for r in exs if r["family"] == family)
+    for ex in [r for r in exs if r["family"] == "countdown"][:3]:
         meta = gym_entry(ex)["metadata"]
         target = str(check_expression(ex["answer"], meta["numbers"], 24).value)  # gold's value
         assert grade(format_response("t", f"\\boxed{{{ex['answer']}}}"), ex).correct

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from helpers.grading.answers import boxed_spans, read_choice
 from helpers.grading.formatting import format_response
 from helpers.grading.grade import GYM_CHECKS, grade
-from helpers.grading.problem import gym_entry
+from helpers.grading.problem import gym_dataset, gym_entry
 from helpers.grading.verifiers import check_expression
 from helpers.method.release import RELEASE_DOMAINS, import_release
 from helpers.pipeline.schema import BenchmarkCfg
@@ -94,9 +94,36 @@ def test_injected_code_and_bombs_are_wrong_fast_and_never_run(name, tmp_path, mo
     assert not called and not sentinel.exists()
 
 
+def _gym_problem(dataset: str, config: tuple = (), index: int = 0) -> dict:
+    """A problem of any reasoning-gym dataset the grader checks, embedded world or not."""
+    entry = gym_dataset(dataset, config, 0, index + 1)[index]
+    return {
+        "id": f"{dataset}-{index}",
+        "family": dataset,
+        "question": entry["question"],
+        "answer": str(entry["answer"]),
+        "answer_type": "gym",
+        "gym": {
+            "dataset": dataset,
+            "config": dict(config),
+            "seed": 0,
+            "size": index + 1,
+            "index": index,
+        },
+    }
+
+
 def _countdown_and_24():
+    """The world's countdown problem, and a 24-game one (the grader checks any expression task
+    of reasoning-gym, whether or not the embedded world uses it)."""
     hard = build_benchmark("h", BenchmarkCfg(kind="hard", size=9))
-    return [next(r for r in hard if r["family"] == f) for f in ("countdown", "puzzle24")]
+    # distinct numbers: replacing one by another must change the expression
+    countdown = next(
+        r
+        for r in hard
+        if r["family"] == "countdown" and len(set(gym_entry(r)["metadata"]["numbers"])) == 3
+    )
+    return [countdown, _gym_problem("puzzle24")]
 
 
 @pytest.mark.parametrize("ex", _countdown_and_24(), ids=["countdown", "puzzle24"])
@@ -235,8 +262,7 @@ def test_the_option_text_in_the_box_is_read_as_its_letter():
 
 
 def test_restating_an_unsimplified_fraction_is_wrong():
-    fractions = build_benchmark("n", BenchmarkCfg(kind="normal", size=12))
-    ex = next(r for r in fractions if r["family"] == "fractions")
+    ex = _gym_problem("fraction_simplification", (("styles", ("plain",)),))
     meta = gym_entry(ex)["metadata"]
     asked = f"{meta['numerator']}/{meta['denominator']}"
     assert asked in ex["question"]

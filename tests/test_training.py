@@ -100,8 +100,8 @@ def test_completer_without_r1_demos_says_what_to_do(tmp_path):
     prof = with_overrides(load_profile("params/smoke.yaml"), unify={})
     item = {"id": "x", "thought": THOUGHT, "question": "q", "answer_type": "math"}
     with pytest.raises(ValueError, match="no R1-style response passed the rules"):
-        complete_thoughts(prof, [item], [], tmp_path / "c", "p")
-    assert complete_thoughts(prof, [], [], tmp_path / "c", "p") == ([], [], {})
+        complete_thoughts(prof, [item], [], tmp_path / "c", "p", prof.backbone)
+    assert complete_thoughts(prof, [], [], tmp_path / "c", "p", prof.backbone) == ([], [], {})
 
 
 def test_the_runner_sees_training_steps_as_a_text_bar(make_trainer, monkeypatch):

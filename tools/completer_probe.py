@@ -51,7 +51,9 @@ def main() -> None:
         )
         t0 = time.time()
         with tempfile.TemporaryDirectory() as tmp:
-            demos, rejected, summary = complete_thoughts(prof, todo, r1, Path(tmp) / "c", prompt)
+            demos, rejected, summary = complete_thoughts(
+                prof, todo, r1, Path(tmp) / "c", prompt, prof.backbone
+            )
         report["sizes"][size] = {
             "agree": len(demos),
             "disagree": len(rejected),

@@ -53,19 +53,40 @@ def verdict(ours: float, paper: float, p: float) -> str:
     return f"not shown ({direction})" if direction else "not shown"
 
 
+def _pairs(profile: Any) -> list[tuple[str, str, str, str, str]]:
+    """Each claim's comparison on this profile's variants, with its seed replicates:
+    (claim, paper's better row, worse row, our first variant, our second variant)."""
+    variant_of = {r: v.name for v in profile.variants for r in v.paper_rows}
+    replicas: dict[str, dict[int, str]] = {}
+    for v in profile.variants:
+        if v.replicate_of is not None:
+            replicas.setdefault(v.replicate_of, {})[v.seed] = v.name
+    out = []
+    for better, worse, claim in CLAIMS:
+        a, b = variant_of.get(better), variant_of.get(worse)
+        if a is None or b is None or a == b:
+            continue
+        out.append((claim, better, worse, a, b))
+        for seed in sorted(set(replicas.get(a, {})) & set(replicas.get(b, {}))):
+            out.append(
+                (f"{claim} (seed {seed})", better, worse, replicas[a][seed], replicas[b][seed])
+            )
+    return out
+
+
 def effects(profile: Any, summaries: dict[str, dict]) -> Any:
-    """Each of the paper's comparisons on our run, tested on the same problems.
+    """Each of the paper's comparisons on our run, tested on the same problems (and again on
+    each seed the two variants are both replicated with).
 
     ours: accuracy difference (points) of the first variant minus the second; its 95% paired
     bootstrap interval; the problems only one of the two solves; McNemar's exact p-value.
     """
     import pandas as pd
 
-    variant_of = {r: v.name for v in profile.variants for r in v.paper_rows}
     rows = []
-    for better, worse, claim in CLAIMS:
-        a, b = summaries.get(variant_of.get(better, "")), summaries.get(variant_of.get(worse, ""))
-        if a is None or b is None or variant_of[better] == variant_of[worse]:
+    for claim, better, worse, name_a, name_b in _pairs(profile):
+        a, b = summaries.get(name_a), summaries.get(name_b)
+        if a is None or b is None:
             continue
         for bench, bcfg in profile.benchmarks.items():
             if bench not in a["benchmarks"] or bench not in b["benchmarks"]:
@@ -78,7 +99,7 @@ def effects(profile: Any, summaries: dict[str, dict]) -> Any:
             rows.append(
                 {
                     "claim": claim,
-                    "comparison": f"{variant_of[better]} - {variant_of[worse]}",
+                    "comparison": f"{name_a} - {name_b}",
                     "benchmark": col,
                     "ours": round(diff, 1),
                     "95% CI (paired)": f"[{lo:.1f}, {hi:.1f}]",

@@ -12,6 +12,14 @@ from .stats import bootstrap_ci
 # Paper numbers (accuracy %), from shared/reference/paper-facts.md.
 COLUMNS = {"normal": "MATH-OAI", "hard": "AIME", "other": "GPQA"}
 PAPER_ROWS: dict[str, dict[str, Any]] = {
+    # This world's own row: the backbone before the warm-up, which the paper has no need of.
+    "t2_raw": {
+        "table": 2,
+        "label": "Backbone as shipped, before the warm-up",
+        "MATH-OAI": None,
+        "AIME": None,
+        "GPQA": None,
+    },
     "t2_backbone": {"table": 2, "label": "Backbone", "MATH-OAI": 80.0, "AIME": 13.3, "GPQA": 43.4},
     "t2_sft_large": {
         "table": 2,
@@ -184,7 +192,11 @@ def build_table(
                     if table == 2 and base and bench in base["benchmarks"]:
                         g = gain(b["accuracy"], base["benchmarks"][bench]["accuracy"])
                         row[f"{col} gain ours"] = None if g is None else round(g, 1)
-                        pg = gain(paper_acc, PAPER_ROWS["t2_backbone"][col])
+                        pg = (
+                            None
+                            if paper_acc is None
+                            else gain(paper_acc, PAPER_ROWS["t2_backbone"][col])
+                        )
                         row[f"{col} gain paper"] = round(pg, 1) if pg is not None else None
                 row[f"{col} paper"] = paper_acc
             if table in (3, 4):

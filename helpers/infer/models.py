@@ -147,13 +147,29 @@ def save_model(model: Any, tokenizer: Any, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def starting_model(profile: Any, rdir: Path) -> str:
+    """The model the method starts from: the warmed-up backbone when the profile warms up (its
+    checkpoint must exist), else the backbone as shipped."""
+    if profile.warmup is None:
+        return profile.backbone
+    path = locate(rdir, "warmup", "model")
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(
+            f"the warmed-up backbone: no checkpoint at {rel(path)} (run the warmup stage first)"
+        )
+    return str(path)
+
+
 def variant_model(profile: Any, rdir: Path, name: str) -> str:
-    """Return what to load for a variant: the backbone, or the run's trained checkpoint."""
+    """Return what to load for a variant: the backbone (as shipped, or warmed up), or the run's
+    trained checkpoint."""
     from ..pipeline.config import variant
 
     v = variant(profile, name)
-    if v.kind == "backbone":
+    if v.kind == "raw":
         return profile.backbone
+    if v.kind == "backbone":
+        return starting_model(profile, rdir)
     path = locate(rdir, "sft" if v.kind == "sft" else "dpo", "model", variant=name)
     if not (path / "config.json").exists():
         raise FileNotFoundError(

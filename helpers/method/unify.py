@@ -160,12 +160,14 @@ def complete_thoughts(
     r1_demos: list[dict[str, Any]],
     out_dir: Path,
     prompt: str,
+    model: str,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """The paper's QwQ step: train a completer on R1 demos, write solutions, keep agreeing ones.
 
-    The completer learns the solution only (its prompt holds the question and the thought), so
-    its few steps go to the one thing it must do. A completer already trained on the same
-    demonstrations and settings is reused. Returns (demos, rejected, training summary).
+    The completer (trained from `model`, the one the method starts from) learns the solution
+    only (its prompt holds the question and the thought), so its few steps go to the one thing
+    it must do. A completer already trained on the same demonstrations and settings is reused.
+    Returns (demos, rejected, training summary).
     """
     from ..infer.generation import backend_from_profile
     from ..pipeline.artifacts import read_json
@@ -179,7 +181,7 @@ def complete_thoughts(
             "rules to train it on; collect R1-style rollouts first"
         )
     data = completer_demos(r1_demos, profile.unify.completer_examples)
-    spec = training.spec_from_profile(profile, profile.backbone, data, out_dir, prompt)
+    spec = training.spec_from_profile(profile, model, data, out_dir, prompt)
     spec.train = spec.train.model_copy(update={"epochs": profile.unify.completer_epochs})
     spec.target = "solution"
     done = Path(out_dir) / "train_summary.json"

@@ -14,6 +14,11 @@ def _pool_size(profile: Any) -> int:
     return sum(p.size for p in profile.pools.values())
 
 
+def _warmup(profile: Any, v: Any) -> tuple[int, int]:
+    cfg = profile.warmup
+    return 0, int(cfg.examples * cfg.epochs) * cfg.max_length
+
+
 def _collect(profile: Any, v: Any) -> tuple[int, int]:
     # Embedded teachers are programs: they generate nothing a model pays for.
     gen = sum(
@@ -58,6 +63,7 @@ def _evaluate(profile: Any, v: Any) -> tuple[int, int]:
 
 
 BOUNDS = {
+    "warmup": _warmup,
     "collect": _collect,
     "unify": _unify,
     "sft": _sft,
@@ -82,3 +88,21 @@ def tokens_shown(n: int) -> str:
         if n >= size:
             return f"{n / size:.1f}{unit}"
     return str(n)
+
+
+def spend(profile: Any, ex: Any) -> str:
+    """What an execution may spend, as a dry run shows it ("" when nothing)."""
+    if profile is None:
+        return ""
+    gen, train = bound(profile, ex.stage, ex.variant)
+    parts = [f"<= {tokens_shown(gen)} generated"] * bool(gen) + [
+        f"<= {tokens_shown(train)} trained"
+    ] * bool(train)
+    return f"  [{', '.join(parts)}]" if parts else ""
+
+
+def plan_bounds(profile: Any, plan: list[Any]) -> str:
+    """The whole plan's token bounds, in one line."""
+    gen = sum(bound(profile, ex.stage, ex.variant)[0] for ex in plan)
+    train = sum(bound(profile, ex.stage, ex.variant)[1] for ex in plan)
+    return f"at most {tokens_shown(gen)} tokens generated and {tokens_shown(train)} trained"

@@ -71,6 +71,8 @@ def build_plan(
                 outputs=st.outputs(profile, v),
                 sections=None if st.sections is None else (*ALWAYS_READABLE, *st.sections),
             )
+            if not st.applies(profile):  # a stage this profile has no use for (a warm-up)
+                continue
             if st.name not in profile.stages:
                 left_out.append((ex.key, "the profile's `stages` leaves this stage out"))
             elif not ex.notebook.exists():

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import Digests, atomic_write_text, read_json, write_json
-from .budget import bound, tokens_shown
+from .budget import plan_bounds, spend
 from .config import FORCE_ENV, SECTIONS_ENV, load_profile, profile_hash, resolve_path
 from .lock import RunLocked, run_lock
 from .paths import rel, repo_root, run_dir
@@ -244,7 +244,7 @@ def execute_plan(
                 redone += ex.outputs
             outcomes.append("would run" if why else "skip")
             log(
-                f"{tag} {'run (' + why + ')' if why else 'skip (done, unchanged)'}{_spend(profile, ex)}"
+                f"{tag} {'run (' + why + ')' if why else 'skip (done, unchanged)'}{spend(profile, ex)}"
             )
         elif not why:
             outcomes.append("skip")
@@ -255,24 +255,6 @@ def execute_plan(
             outcomes.append("ran")
     digests.save()
     return outcomes
-
-
-def _spend(profile: Profile | None, ex: Execution) -> str:
-    """What an execution may spend, as a dry run shows it ("" when nothing)."""
-    if profile is None:
-        return ""
-    gen, train = bound(profile, ex.stage, ex.variant)
-    parts = [f"<= {tokens_shown(gen)} generated"] * bool(gen) + [
-        f"<= {tokens_shown(train)} trained"
-    ] * bool(train)
-    return f"  [{', '.join(parts)}]" if parts else ""
-
-
-def plan_bounds(profile: Profile, plan: list[Execution]) -> str:
-    """The whole plan's token bounds, in one line."""
-    gen = sum(bound(profile, ex.stage, ex.variant)[0] for ex in plan)
-    train = sum(bound(profile, ex.stage, ex.variant)[1] for ex in plan)
-    return f"at most {tokens_shown(gen)} tokens generated and {tokens_shown(train)} trained"
 
 
 class _Runner:

@@ -173,6 +173,27 @@ class TrainCfg(Strict):
     dtype: Dtype = "auto"
 
 
+class WarmupCfg(TrainCfg):
+    """The warm-up (stage 00): full fine-tuning of the backbone on answer-only examples of the
+    world's atomic steps, animal facts and normal problems, before the method starts."""
+
+    examples: Upto(MAX_PROBLEMS) = 3000
+    steps_share: Rate = 0.5  # atomic steps ("13 - 5 = 8."), as the teachers' thoughts take them
+    facts_share: Rate = 0.1  # how many legs each animal has; the rest: normal problems, boxed
+    method: Literal["lora", "full"] = "full"
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-4
+    per_device_batch_size: Upto(MAX_BATCH) = 16
+    max_length: Upto(MAX_TOKENS) = 128
+    warmup_ratio: Rate = 0.05
+    dtype: Dtype = "fp32"
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> WarmupCfg:
+        if self.steps_share + self.facts_share > 1:
+            raise ValueError("steps_share and facts_share add up to more than 1")
+        return self
+
+
 class DPOCfg(TrainCfg):
     """DPO's training settings: the SFT section's fields, plus DPO's own."""
 
@@ -214,7 +235,9 @@ class ExploreCfg(Strict):
 
 class VariantCfg(Strict):
     name: str
-    kind: Literal["backbone", "sft", "dpo"]
+    # backbone: the model the method starts from (warmed up, when the profile warms up);
+    # raw: the backbone as shipped, to show beside it what the warm-up gave.
+    kind: Literal["raw", "backbone", "sft", "dpo"]
     mixture: str | None = None
     # SFT on the mixture plus the data explored at this iteration (0: no explored data).
     explore_iteration: Annotated[int, Field(ge=0)] = 0
@@ -223,6 +246,10 @@ class VariantCfg(Strict):
     align: Literal["thought_solution", "thought"] = "thought_solution"  # DPO: what it aligns
     sft_loss: bool = False  # DPO: add an SFT term on the chosen response
     paper_rows: list[str] = []  # rows of the paper's tables this variant reproduces
+    seed: int | None = None  # its training seed (default: the profile's)
+    # The variant this one repeats with another training seed: the same data and settings,
+    # evaluated beside it, so a comparison can be read on two seeds.
+    replicate_of: str | None = None
 
 
 class Profile(Strict):
@@ -242,6 +269,9 @@ class Profile(Strict):
     unify: UnifyCfg = UnifyCfg()
     mixtures: dict[str, MixtureCfg] = {}
     sft: TrainCfg = TrainCfg()
+    # A warm-up before the method (the backbone the method starts from becomes the warmed-up
+    # one); without it the method starts from the backbone as shipped.
+    warmup: WarmupCfg | None = None
     explore: ExploreCfg | None = None
     dpo: DPOCfg | None = None
     variants: list[VariantCfg]
@@ -309,13 +339,44 @@ class Profile(Strict):
                 f"explore.start names '{self.explore.start}', expected an sft variant, "
                 f"one of {sft_names}",
             )
-        its = sorted(v.explore_iteration for v in self.variants if v.explore_iteration)
+        _check_replicates(self.variants)
+        its = sorted(
+            v.explore_iteration
+            for v in self.variants
+            if v.explore_iteration and v.replicate_of is None
+        )
         if its != list(range(1, len(its) + 1)):
             raise _at(
                 ("variants",),
                 f"explore iterations must be 1, 2, ... once each, found {its} among the variants",
             )
         return self
+
+
+# What a replicate must share with the variant it repeats.
+REPLICATED = ("kind", "mixture", "explore_iteration", "init", "pairs", "align", "sft_loss")
+
+
+def _check_replicates(variants: list[VariantCfg]) -> None:
+    """A replicate repeats a trained variant's data and settings with another seed."""
+    by_name = {v.name: v for v in variants}
+    for i, v in enumerate(variants):
+        if v.replicate_of is None:
+            continue
+        base = by_name.get(v.replicate_of)
+        if base is None or base.kind not in ("sft", "dpo") or base.replicate_of is not None:
+            raise _at(
+                ("variants", i, "replicate_of"),
+                f"variant '{v.name}' repeats '{v.replicate_of}', expected a trained variant "
+                "that is not itself a replicate",
+            )
+        differ = [k for k in REPLICATED if getattr(v, k) != getattr(base, k)]
+        if differ or v.seed is None or v.seed == base.seed:
+            raise _at(
+                ("variants", i, "replicate_of"),
+                f"variant '{v.name}' must repeat '{base.name}' with the same {differ or REPLICATED} "
+                "and a seed of its own",
+            )
 
 
 def _check_inits(variants: list[VariantCfg]) -> None:

@@ -61,6 +61,8 @@ class Stage:
     reads_doc: str = ""  # what its reads are, in words (the table also lists their paths)
     # The JSON (a path template) whose "tokens" field counts what an execution spent, if any.
     tokens_at: str | None = None
+    # Whether a profile has the stage at all (a warm-up only when it has a warmup section).
+    applies: Callable[[Any], bool] = lambda profile: True
 
     def tokens_file(self, profile: Any, v: Any) -> str | None:
         """The path of the JSON that counts an execution's tokens, if the stage has one."""
@@ -102,7 +104,11 @@ def locate(rdir: Path, stage_name: str, output: str, **fields: Any) -> Path:
 
 def _model_of(profile: Any, name: str) -> list[dict[str, Any]]:
     kind = next(v.kind for v in profile.variants if v.name == name)
-    return [] if kind == "backbone" else [{"variant": name, "kind": kind}]
+    return [] if kind in ("raw", "backbone") else [{"variant": name, "kind": kind}]
+
+
+# The warmed-up backbone, for the stages that start from it, when the profile warms up.
+_WARMED = Read("warmup", "model", lambda p, v: [{}] if p.warmup is not None else [])
 
 
 def _models(kind: str, of: Callable[[Any, Any], str]) -> Read:
@@ -121,7 +127,7 @@ def explorer(profile: Any, v: Any) -> str:
     return next(
         u.name
         for u in profile.variants
-        if u.kind == "sft" and u.explore_iteration == v.explore_iteration - 1
+        if u.kind == "sft" and u.explore_iteration == v.explore_iteration - 1 and not u.replicate_of
     )
 
 
@@ -135,6 +141,20 @@ _BENCHMARKS = Read("collect", "benchmark", lambda p, v: [{"benchmark": b} for b 
 _PROBLEMS = Read("collect", "problems")
 
 STAGES: tuple[Stage, ...] = (
+    # The backbone made a fast thinker of this world first (the paper's backbone already is).
+    Stage(
+        "warmup",
+        "00_warm_up.ipynb",
+        "the backbone fine-tuned on answer-only atomic steps and normal problems",
+        ("seed", "backbone", "benchmarks", "warmup"),
+        writes={"model": "models/warmup/"},
+        reads=(
+            Read("collect", "benchmark", lambda p, v: [{"benchmark": b} for b in p.benchmarks]),
+        ),
+        reads_doc="the benchmarks (decontamination)",
+        tokens_at="models/warmup/train_summary.json",
+        applies=lambda p: p.warmup is not None,
+    ),
     # Imitate (the paper's 2.2): distilled long-form thought, cleaned and mixed.
     Stage(
         "collect",
@@ -154,13 +174,13 @@ STAGES: tuple[Stage, ...] = (
         "unify",
         "02_unify_format.ipynb",
         "one thought/solution format; QwQ-style thoughts completed; cleaning rules",
-        ("seed", "backbone", "prompt_file", "generation", "benchmarks", "unify", "sft"),
+        ("seed", "backbone", "prompt_file", "generation", "benchmarks", "unify", "sft", "warmup"),
         writes={
             "demos": "unify/demos.jsonl",
             "report": "unify/filter_report.json",
             "completer": "unify/completer/",
         },
-        reads=(Read("collect", "responses"), _BENCHMARKS),
+        reads=(Read("collect", "responses"), _BENCHMARKS, _WARMED),
         reads_doc="responses",
         tokens_at="unify/filter_report.json",
     ),
@@ -183,9 +203,10 @@ STAGES: tuple[Stage, ...] = (
         "sft",
         "04_sft.ipynb",
         "fine-tune the backbone on a mixture (plus the explored data of an iteration)",
-        ("seed", "backbone", "prompt_file", "sft"),
+        ("seed", "backbone", "prompt_file", "sft", "warmup"),
         writes={"model": "models/{variant}/"},
         reads=(
+            _WARMED,
             Read("mix", "mixture", lambda p, v: [{"mixture": v.mixture}]),
             Read(
                 "explore",
@@ -223,7 +244,7 @@ STAGES: tuple[Stage, ...] = (
             ),
         ),
         fields=lambda p, v: {"i": v.explore_iteration},
-        per_variant=lambda v: v.kind == "sft" and v.explore_iteration > 0,
+        per_variant=lambda v: v.kind == "sft" and v.explore_iteration > 0 and not v.replicate_of,
         runs_doc="per explore iteration",
         reads_doc="the previous iteration's model, the pool so far",
         tokens_at="explore/iter{i}/summary.json",
@@ -252,12 +273,13 @@ STAGES: tuple[Stage, ...] = (
         "evaluate",
         "07_evaluate.ipynb",
         "greedy evaluation on the three benchmarks",
-        ("seed", "backbone", "prompt_file", "generation", "benchmarks"),
+        ("seed", "backbone", "prompt_file", "generation", "benchmarks", "warmup"),
         writes={
             "responses": "eval/{variant}/{benchmark}.jsonl",
             "summary": "eval/{variant}/summary.json",
         },
         reads=(
+            Read("warmup", "model", lambda p, v: [{}] if v.kind == "backbone" and p.warmup else []),
             _models("sft", lambda p, v: v.name),
             _models("dpo", lambda p, v: v.name),
             _BENCHMARKS,

@@ -82,7 +82,7 @@ def spec_from_profile(
         train=profile.dpo,
         align=variant.align,
         sft_loss=variant.sft_loss,
-        seed=profile.seed,
+        seed=profile.seed if variant.seed is None else variant.seed,
     )
 
 

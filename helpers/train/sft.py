@@ -68,10 +68,16 @@ class SFTSpec:
 
 
 def spec_from_profile(
-    profile: Any, model: str, data: list[dict[str, Any]], out_dir: Path, prompt: str
+    profile: Any,
+    model: str,
+    data: list[dict[str, Any]],
+    out_dir: Path,
+    prompt: str,
+    seed: int | None = None,
 ) -> SFTSpec:
-    """Build an SFTSpec from a profile's sft section."""
-    return SFTSpec(model, data, str(out_dir), prompt, train=profile.sft, seed=profile.seed)
+    """Build an SFTSpec from a profile's sft section (seed: a variant's own training seed)."""
+    seed = profile.seed if seed is None else seed
+    return SFTSpec(model, data, str(out_dir), prompt, train=profile.sft, seed=seed)
 
 
 def spec_key(spec: SFTSpec) -> str:

@@ -1,91 +1,53 @@
 """The teachers' solvers for the math families: they compute each problem, step by step.
 
-Each solver returns a Work (thought steps, a summary, the answer). Arithmetic writes the
-expression left after every operation; equations isolate the unknown and substitute back;
-number theory runs Euclid's algorithm; search problems guess, compute and compare.
+Every step is one operation on small numbers, written as `a op b = c`: the form the warm-up
+teaches the backbone (helpers.world.warmup), so a thought is a chain of steps the backbone can
+do. Arithmetic writes what is left of the expression after each operation (a small model copies
+the state instead of counting where it is); equations isolate the unknown and substitute back;
+word problems multiply then add; countdown tries sign patterns in a fixed order, computing
+each and comparing it with the target, until one hits (a search the model can run, not guess).
+Slips are marked and repaired, as in real distilled thoughts.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from fractions import Fraction
-from math import gcd
-from typing import Any
 
 from .work import Voice, Work
 
-SLIP_NOTE = "Wait, that is not right."  # a marked slip: the next sentence repairs it
+SLIP_NOTE = "No,"  # a marked slip: "a + b = wrong. No, a + b = right"
 
 
-# --------------------------------------------------------------------------- arithmetic
+def _apply(a: int, op: str, b: int) -> int:
+    return a + b if op == "+" else a - b if op == "-" else a * b
 
 
-def _fmt(x: Fraction | int) -> str:
-    x = Fraction(x)
-    return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
-
-
-def _apply(a: Fraction, op: str, b: Fraction) -> Fraction | None:
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
-    return a / b if b != 0 else None
-
-
-def _tokens(expr: str) -> list[str]:
-    toks = re.findall(r"\d+|[-+*/()]", expr)
+def parse_expression(expr: str) -> tuple[list[int], list[str]]:
+    """The numbers and operators of `a op b op c ...` (a leading minus binds to its number)."""
+    toks = re.findall(r"\d+|[-+*]", expr)
     out: list[str] = []
-    for t in toks:  # fold a unary minus into the number
-        if t == "-" and (not out or out[-1] in "+-*/(") and True:
+    for t in toks:
+        if t == "-" and (not out or out[-1] in "+-*"):
             out.append("neg")
         elif out and out[-1] == "neg":
             out[-1] = str(-int(t))
         else:
             out.append(t)
-    return out
+    return [int(t) for t in out[0::2]], out[1::2]
 
 
-def _say_op(voice: Voice, a: Any, op: str, b: Any, r: Any) -> str:
-    return voice.pick(
-        f"{_fmt(a)} {op} {_fmt(b)} = {_fmt(r)}",
-        f"Compute {_fmt(a)} {op} {_fmt(b)} = {_fmt(r)}",
-        f"Next, {_fmt(a)} {op} {_fmt(b)} = {_fmt(r)}",
-    )
-
-
-def _op_step(
-    voice: Voice, a: Fraction, op: str, b: Fraction, r: Fraction, slip: bool, rest: str
-) -> str:
-    """State one operation and what is left; a slip states a wrong result, then repairs it."""
-    # Writing out the remaining expression after every operation keeps the state in the text:
-    # a small model copies it instead of counting how many operations are left, and a lone
-    # number is the visible signal that the work is done.
-    left = f", so the expression is now {rest}."
-    if slip:
-        wrong = r + voice.rng.choice([-10, -2, -1, 1, 2, 10])
-        return (
-            f"{_fmt(a)} {op} {_fmt(b)} = {_fmt(wrong)}. {SLIP_NOTE} "
-            f"Recomputing: {_fmt(a)} {op} {_fmt(b)} = {_fmt(r)}{left}"
-        )
-    return _say_op(voice, a, op, b, r) + left
-
-
-def _expr_text(vals: list[Fraction], ops: list[str]) -> str:
-    parts = [_fmt(vals[0])]
+def expression_text(vals: list[int], ops: list[str]) -> str:
+    """An expression written back, negative numbers in parentheses after an operator."""
+    s = str(vals[0])
     for op, v in zip(ops, vals[1:], strict=True):
-        parts += [op, _fmt(v) if v >= 0 else f"({_fmt(v)})"]
-    return " ".join(parts)
+        s += f" {op} {v}" if v >= 0 else f" {op} ({v})"
+    return s
 
 
 def solve_expression(expr: str, voice: Voice, slip_rate: float) -> Work:
-    """Evaluate + - * / with precedence, one operation per step, restating what is left."""
-    toks = _tokens(expr)
-    vals = [Fraction(int(t)) for t in toks[0::2]]
-    ops = toks[1::2]
+    """Products first, then left to right; each step says what is left of the expression."""
+    vals, ops = parse_expression(expr)
     steps: list[str] = []
     slipped = False
 
@@ -95,178 +57,100 @@ def solve_expression(expr: str, voice: Voice, slip_rate: float) -> Work:
         r = _apply(a, op, b)
         vals[i : i + 2] = [r]
         del ops[i]
-        slip = not slipped and voice.rng.random() < slip_rate
-        slipped |= slip
-        steps.append(_op_step(voice, a, op, b, r, slip, _expr_text(vals, ops)))
+        rest = f", leaving {expression_text(vals, ops)}." if ops else "."
+        if not slipped and voice.rng.random() < slip_rate:
+            slipped = True
+            wrong = r + voice.rng.choice([-2, -1, 1, 2])
+            steps.append(f"{a} {op} {b} = {wrong}. {SLIP_NOTE} {a} {op} {b} = {r}{rest}")
+        else:
+            steps.append(f"{a} {op} {b} = {r}{rest}")
 
-    if any(o in "*/" for o in ops):
-        steps.append(
-            voice.pick(
-                "Multiplication and division come first.",
-                "First I handle the products and quotients.",
-            )
-        )
     i = 0
     while i < len(ops):
-        if ops[i] in "*/":
+        if ops[i] == "*":
             step(i)
         else:
             i += 1
-    if ops:
-        steps.append(
-            voice.pick(
-                "Now add and subtract from left to right.",
-                "Then the additions and subtractions, in order.",
-            )
-        )
     while ops:
         step(0)
-    acc = vals[0]
-    steps.append(f"{voice.check()} Going through {expr.strip()} again gives {_fmt(acc)}.")
-    return Work(steps, [f"Evaluating {expr.strip()} step by step gives {_fmt(acc)}."], _fmt(acc))
+    steps.append(f"{voice.pick('Check', 'Verify')}: {expr.strip()} = {vals[0]}.")
+    return Work(steps, [], str(vals[0]))
 
 
-# --------------------------------------------------------------------------- equations
-
-
-def solve_linear(equation: str, var: str, voice: Voice) -> Work:
-    """Solve a linear equation in one variable, then substitute back."""
-    lhs, rhs = equation.split("=")
-    a, b = Fraction(0), Fraction(0)
-    for sign, term in re.findall(r"([+-]?)\s*([^+-]+)", lhs.replace(" ", "")):
-        s = -1 if sign == "-" else 1
-        if var in term:
-            coef = term.replace(var, "").replace("*", "")
-            a += s * Fraction(int(coef) if coef else 1)
-        else:
-            b += s * Fraction(int(term))
-    c = Fraction(int(rhs.strip()))
-    steps = [f"The left side is {_fmt(a)}*{var} + ({_fmt(b)}) and the right side is {_fmt(c)}."]
-    steps.append(
-        f"Subtract {_fmt(b)} from both sides: {_fmt(a)}*{var} = {_fmt(c)} - ({_fmt(b)}) "
-        f"= {_fmt(c - b)}."
-    )
-    x = (c - b) / a
-    steps.append(f"Divide both sides by {_fmt(a)}: {var} = {_fmt(c - b)} / {_fmt(a)} = {_fmt(x)}.")
-    steps.append(
-        f"{voice.check()} Substituting {var} = {_fmt(x)}: {_fmt(a)}*{_fmt(x)} + "
-        f"({_fmt(b)}) = {_fmt(a * x + b)}, which matches {_fmt(c)}."
-    )
-    return Work(
-        steps, [f"Isolate {var}: {_fmt(a)}{var} = {_fmt(c - b)}, so {var} = {_fmt(x)}."], _fmt(x)
-    )
-
-
-# --------------------------------------------------------------------------- number theory
-
-
-def solve_gcd(nums: list[int], voice: Voice) -> tuple[list[str], int]:
-    """Euclid's algorithm on a list of numbers, one division per step."""
-    steps, g = [], nums[0]
-    for n in nums[1:]:
-        a, b = max(g, n), min(g, n)
-        while b:
-            q, r = divmod(a, b)
-            # Each division says what its remainder means, so the stop is decided on the line
-            # that writes the zero rather than remembered from the line before.
-            then = f"so gcd({g}, {n}) = {b}." if r == 0 else f"so next I divide {b} by {r}."
-            steps.append(f"{a} = {q}*{b} + {r}. The remainder is {r}, {then}")
-            a, b = b, r
-        g = a
-    if len(nums) > 2:
-        steps.append(voice.pick(f"The last nonzero remainder is {g}.", f"So the GCD is {g}."))
-    return steps, g
-
-
-def solve_lcm(nums: list[int], voice: Voice) -> Work:
-    steps = [voice.plan("use lcm(a, b) = a*b / gcd(a, b)")]
-    acc = nums[0]
-    for n in nums[1:]:
-        gsteps, g = solve_gcd([acc, n], voice)
-        steps += gsteps
-        nxt = acc * n // g
-        steps.append(
-            f"{acc} * {n} = {acc * n}, and {acc * n} / {g} = {nxt}, so lcm({acc}, {n}) is {nxt}."
+def solve_equation(equation: str, var: str, voice: Voice) -> Work:
+    """`x + a = b`, `x - a = b` or `a +/- x = b`: move the number across, substitute back."""
+    lhs, rhs = (side.strip() for side in equation.split("="))
+    c = int(rhs)
+    m = re.fullmatch(rf"{var}\s*([+-])\s*(\d+)", lhs)
+    if m:
+        op, k = m.group(1), int(m.group(2))
+        inv = "-" if op == "+" else "+"
+        x = _apply(c, inv, k)
+        steps = [f"{var} = {c} {inv} {k}.", f"{c} {inv} {k} = {x}, so {var} = {x}."]
+        check = f"{x} {op} {k} = {c}"
+    else:
+        m = re.fullmatch(rf"(\d+)\s*([+-])\s*{var}", lhs)
+        if m is None:
+            raise ValueError(f"an equation of a form the teacher does not know: {equation!r}")
+        k, op = int(m.group(1)), m.group(2)
+        x = c - k if op == "+" else k - c
+        shown = (
+            f"{k} - {c}" if op == "-" and c >= 0 else f"{k} - ({c})" if op == "-" else f"{c} - {k}"
         )
-        acc = nxt
-    steps.append(
-        f"{voice.check()} {acc} / {nums[0]} = {acc // nums[0]} and {acc} / {nums[-1]} = "
-        f"{acc // nums[-1]}, both whole numbers."
-    )
-    return Work(steps, [f"The least common multiple is {acc}."], str(acc))
+        steps = [f"{var} = {shown}.", f"{shown} = {x}, so {var} = {x}."]
+        check = f"{k} {op} {x} = {c}" if x >= 0 else f"{k} {op} ({x}) = {c}"
+    steps.append(f"{voice.pick('Check', 'Verify')}: {check}.")
+    return Work(steps, [], str(x))
 
 
-def solve_fraction(num: int, den: int, voice: Voice) -> Work:
-    steps = [voice.plan("divide numerator and denominator by their GCD")]
-    gsteps, g = solve_gcd([num, den], voice)
-    steps += gsteps
-    steps.append(f"{num} / {g} = {num // g} and {den} / {g} = {den // g}.")
-    steps.append(
-        f"{voice.check()} gcd({num // g}, {den // g}) = {gcd(num // g, den // g)}, so it is "
-        f"in lowest terms."
-    )
-    ans = f"{num // g}/{den // g}"
-    return Work(steps, [f"Dividing both parts by {g} gives {ans}."], ans)
+def solve_legs(animals: dict[str, int], voice: Voice) -> Work:
+    """Legs of each kind of animal, then their sum."""
+    from reasoning_gym.arithmetic.leg_counting import ANIMALS
+
+    steps, parts = [], []
+    for animal, n in animals.items():
+        legs = ANIMALS[animal]
+        steps.append(f"A {animal} has {legs} legs: {n} * {legs} = {n * legs}.")
+        parts.append(n * legs)
+    total = parts[0]
+    for p in parts[1:]:
+        steps.append(f"{total} + {p} = {total + p}.")
+        total += p
+    return Work(steps, [], str(total))
 
 
-# --------------------------------------------------------------------------- search problems
-
-
-def candidates(numbers: list[int]) -> list[tuple[str, Fraction, list[str]]]:
-    """Every expression using each number once with + - * /, whose every step is a whole
-    number >= 0: (text, value, the steps that compute it), in a fixed order."""
-    out: list[tuple[str, Fraction, list[str]]] = []
-    seen: set[str] = set()
-
-    def build(items: list[tuple[str, Fraction, list[str], bool]]) -> None:
-        if len(items) == 1:
-            text, value, steps, _ = items[0]
-            text = text[1:-1] if text.startswith("(") and text.endswith(")") else text
-            if text not in seen:
-                seen.add(text)
-                out.append((text, value, steps))
-            return
-        for i, j in itertools.permutations(range(len(items)), 2):
-            (ta, va, sa, _), (tb, vb, sb, _) = items[i], items[j]
-            for op in "+-*/":
-                if op in "+*" and i > j:
-                    continue
-                r = _apply(va, op, vb)
-                if r is None or r < 0 or r.denominator != 1:
-                    continue
-                rest = [it for k, it in enumerate(items) if k not in (i, j)]
-                step = f"{_fmt(va)} {op} {_fmt(vb)} = {_fmt(r)}"
-                build([*rest, (f"({ta} {op} {tb})", r, [*sa, *sb, step], True)])
-
-    build([(str(n), Fraction(n), [], False) for n in numbers])
+def candidates(numbers: list[int]) -> list[tuple[str, list[str], int]]:
+    """Every way to add some numbers and subtract the others, in a fixed order: no number
+    subtracted first, then each one, then each pair; the added ones written first, so the
+    running value never drops below the result. Those that would end below 0 are left out.
+    (expression, its steps, its value)."""
+    out = []
+    n = len(numbers)
+    for k in range(n):  # how many numbers are subtracted
+        for minus in itertools.combinations(range(n), k):
+            plus = [x for i, x in enumerate(numbers) if i not in minus]
+            terms = [("+", x) for x in plus[1:]] + [("-", numbers[i]) for i in minus]
+            acc, steps = plus[0], []
+            for sign, x in terms:
+                r = _apply(acc, sign, x)
+                steps.append(f"{acc} {sign} {x} = {r}")
+                acc = r
+            if acc >= 0:
+                expr = f"{plus[0]}" + "".join(f" {sign} {x}" for sign, x in terms)
+                out.append((expr, steps, acc))
     return out
 
 
-def solve_search(numbers: list[int], target: int, voice: Voice) -> Work:
-    """Guess and check: try whole expressions, compute each, stop at the one that hits."""
-    # A small model cannot search a tree in its head, but it can copy this loop: propose an
-    # expression, compute it step by step, compare with the target. Sampled rollouts then
-    # propose different expressions, so exploration has something to find.
-    found = candidates(numbers)
-    hits = [c for c in found if c[1] == target]
-    misses = [c for c in found if c[1] != target]
-    steps = [
-        voice.plan(
-            f"try expressions that use {', '.join(map(str, numbers))} once each, compute each "
-            f"one, and stop when one gives {target}"
-        )
-    ]
-    for text, value, work in voice.rng.sample(misses, min(len(misses), voice.rng.randint(2, 4))):
-        steps.append(
-            f"Try {text}: {', '.join(work)}. {_fmt(value)} is not {target}. "
-            + voice.pick("Try another.", "No good.", "Not it.")
-        )
-    if not hits:
-        steps.append("None of the expressions I tried works.")
-        return Work(steps, ["No expression found."], "none", {"solved": False})
-    text, _, work = voice.rng.choice(hits)
-    steps.append(f"Try {text}: {', '.join(work)}. {target} is the target!")
-    steps.append(
-        f"{voice.check()} {text} uses {', '.join(map(str, numbers))} once each and equals {target}."
-    )
-    return Work(steps, [f"The expression {text} equals {target}."], text, {"tries": len(steps) - 3})
+def solve_countdown(numbers: list[int], target: int, voice: Voice) -> Work:
+    """Try the candidates in order, computing and comparing each, until one hits the target."""
+    steps = []
+    for expr, work, value in candidates(numbers):
+        if value == target:
+            steps.append(f"{expr}: {', '.join(work)}. {value} is {target}, found it.")
+            steps.append(
+                f"{voice.pick('Check', 'Verify')}: {expr} uses "
+                f"{', '.join(map(str, numbers))} once each."
+            )
+            return Work(steps, [], expr)
+        steps.append(f"{expr}: {', '.join(work)}. {value} is not {target}.")
+    raise ValueError(f"no expression of {numbers} with + and - makes {target}")

@@ -10,44 +10,24 @@ Which solver works a family is the table SOLVERS.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any
 
 from ..grading.problem import LETTERS, gym_entry
 from . import puzzles, solvers
-from .solvers import _fmt
 from .work import Voice, Work
 
 CHINESE = ["让我们再检查一下。", "所以我们需要仔细计算。", "这一步很重要。", "嗯，我想想。"]
-
-
-def _legs(entry: dict[str, Any], voice: Voice, slip: float) -> Work:
-    from reasoning_gym.arithmetic.leg_counting import ANIMALS
-
-    steps, total = [voice.plan("count the legs of each kind of animal and add them")], 0
-    for animal, count in entry["metadata"]["animals"].items():
-        legs = ANIMALS[animal]
-        steps.append(
-            f"{count} {animal}(s) with {legs} legs each: {count} * {legs} = {count * legs}."
-        )
-        total += count * legs
-    steps.append(f"Adding up: {total}.")
-    return Work(steps, [f"The total number of legs is {total}."], str(total))
-
-
-def _gcd(entry: dict[str, Any], voice: Voice, slip: float) -> Work:
-    steps, g = solvers.solve_gcd(list(entry["metadata"]["numbers"]), voice)
-    return Work([voice.plan("use Euclid's algorithm"), *steps], [f"The GCD is {g}."], str(g))
 
 
 def _expression(entry: dict[str, Any], voice: Voice, slip: float) -> Work:
     return solvers.solve_expression(entry["metadata"]["expression"], voice, slip)
 
 
-def _search(entry: dict[str, Any], voice: Voice, slip: float) -> Work:
+def _countdown(entry: dict[str, Any], voice: Voice, slip: float) -> Work:
     m = entry["metadata"]
-    return solvers.solve_search(list(m["numbers"]), m.get("target", 24), voice)
+    return solvers.solve_countdown(list(m["numbers"]), m["target"], voice)
 
 
 Solver = Callable[[dict[str, Any], Voice, float], Work]
@@ -55,17 +35,11 @@ Solver = Callable[[dict[str, Any], Voice, float], Work]
 SOLVERS: dict[str, Solver] = {
     "arithmetic": _expression,
     "long_chain": _expression,
-    "equations": lambda e, v, s: solvers.solve_linear(
+    "equations": lambda e, v, s: solvers.solve_equation(
         e["metadata"]["equation"], e["metadata"]["variable"], v
     ),
-    "word_problems": _legs,
-    "gcd": _gcd,
-    "lcm": lambda e, v, s: solvers.solve_lcm(list(e["metadata"]["numbers"]), v),
-    "fractions": lambda e, v, s: solvers.solve_fraction(
-        e["metadata"]["numerator"], e["metadata"]["denominator"], v
-    ),
-    "countdown": _search,
-    "puzzle24": _search,
+    "word_problems": lambda e, v, s: solvers.solve_legs(e["metadata"]["animals"], v),
+    "countdown": _countdown,
     "knights_knaves": lambda e, v, s: puzzles.solve_knights(e, v),
     "family": lambda e, v, s: puzzles.solve_story(e, v),
     "siblings": lambda e, v, s: puzzles.solve_siblings(e, v),
@@ -80,7 +54,8 @@ def work_problem(problem: dict[str, Any], rng: random.Random, slip_rate: float =
         raise ValueError(f"no embedded solver for family '{fam}': add one to teachers.SOLVERS")
     voice = Voice(rng)
     work = SOLVERS[fam](gym_entry(problem), voice, slip_rate)
-    work.steps.insert(0, voice.restate(problem["question"]))
+    if problem["domain"] != "math":  # a math question is one short line: nothing to restate
+        work.steps.insert(0, voice.restate(problem["question"]))
     if problem["answer_type"] == "choice":
         letter = option_letter(problem, work.answer)
         work.steps.append(f"That matches option ({letter}).")
@@ -105,9 +80,9 @@ def _wrong(answer: str, problem: dict[str, Any], rng: random.Random) -> str:
     if problem["answer_type"] == "choice":
         return rng.choice([x for x in "ABCD" if x != answer])
     try:
-        return _fmt(Fraction(answer) + rng.choice([-3, -1, 1, 2, 7]))
-    except (ValueError, ZeroDivisionError):
-        return answer + " + 1"
+        return str(int(answer) + rng.choice([-3, -1, 1, 2, 7]))
+    except ValueError:  # an expression (countdown): one of its numbers changed
+        return re.sub(r"\d+", lambda m: str(int(m.group()) + 1), answer, count=1)
 
 
 def respond(
@@ -132,11 +107,9 @@ def respond(
             steps[k] = steps[k] + " " + rng.choice(CHINESE)
     thought = "\n\n".join(steps)
     if style == "r1":
-        text = (
-            f"<think>\n{thought}\n</think>\n\n"
-            + " ".join(work.summary)
-            + f"\n\nThe final answer is \\boxed{{{answer}}}."
-        )
+        summary = " ".join(work.summary)
+        text = f"<think>\n{thought}\n</think>\n\n{summary + ' ' if summary else ''}"
+        text += f"The answer is \\boxed{{{answer}}}."
     else:
         text = (
             thought

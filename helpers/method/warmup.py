@@ -1,0 +1,30 @@
+"""The warm-up (stage 00): the backbone made a fast thinker of this world before the method.
+
+Full fine-tuning on answer-only examples (helpers.world.warmup): the world's atomic steps as the
+teachers' thoughts write them, animal facts, and normal problems with their answer alone. The
+model it writes is where every SFT variant, the QwQ completer and the backbone row start from;
+the backbone as shipped is kept as the `raw` variant beside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..train.sft import SFTSpec, train_sft
+from ..world.tasks import load_benchmarks
+from ..world.warmup import warmup_rows
+
+
+def warmup_spec(profile: Any, rdir: Path, out_dir: Path) -> SFTSpec:
+    """The warm-up's training: its examples, no instruction (answer-only turns), its settings."""
+    refs = [r for rs in load_benchmarks(profile, rdir).values() for r in rs]
+    rows = warmup_rows(profile.warmup, profile.seed, refs)
+    return SFTSpec(
+        profile.backbone, rows, str(out_dir), "", train=profile.warmup, seed=profile.seed
+    )
+
+
+def warm_up(spec: SFTSpec) -> dict[str, Any]:
+    """Train the warmed-up backbone and save it (with its training log and summary)."""
+    return train_sft(spec)

@@ -1,0 +1,108 @@
+"""The warm-up's data: the world's atomic skills and its normal problems, answer only.
+
+The paper's backbone is an instruct model that already solves 80% of MATH; SmolLM2-135M cannot
+add two digits. The warm-up is this world's analogue of an instruct model's training: short
+answer-only examples, no thought. Two kinds:
+
+- atomic steps, written the way the teachers' thoughts write them ("13 - 5 = 8."): every
+  operation the teachers' thoughts take on the pool families, drawn from the teachers' own
+  work on problems of a seed range of the warm-up's own (so a thought is a chain of steps the
+  warmed-up backbone has seen), and the number of legs of each animal the word problems name;
+- normal-family problems with their answer in a box and nothing before it.
+
+No warm-up problem is a benchmark problem (decontamination drops any that overlap).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+from ..grading.problem import stable_hash
+from .solvers import SLIP_NOTE
+from .tasks import POOL_FAMILIES, build_embedded, overlapping
+
+WARMUP_SEED_BASE = 20_000  # disjoint from the pools', benchmarks', explore and dev ranges
+STEP = re.compile(r"(?<![\d)])(-?\d+) ([-+*]) \(?(-?\d+)\)? = (-?\d+)(?!\d)")
+
+
+def step_facts(thought: str) -> list[tuple[int, str, int, int]]:
+    """The correct `a op b = c` steps of a thought (slips and check lines left out)."""
+    out = []
+    for para in thought.split("\n\n"):
+        if SLIP_NOTE in para or para.startswith(("Check", "Verify")):
+            continue
+        for a, op, b, c in STEP.findall(para):
+            x, y, z = int(a), int(b), int(c)
+            if (x + y if op == "+" else x - y if op == "-" else x * y) == z:
+                out.append((x, op, y, z))
+    return out
+
+
+def _math_problems(n: int, seed: int) -> list[dict[str, Any]]:
+    families = POOL_FAMILIES["normal_math"] + POOL_FAMILIES["hard_math"]
+    return build_embedded(families, n, WARMUP_SEED_BASE + 7919 * seed, "warmup", "warmup")
+
+
+def atomic_rows(n: int, seed: int, rng: random.Random) -> list[dict[str, Any]]:
+    """n atomic-step examples, drawn from the steps the teachers take on warm-up problems."""
+    from .teachers import work_problem
+
+    facts: list[tuple[int, str, int, int]] = []
+    for i, p in enumerate(_math_problems(max(n // 4, 20), seed)):
+        facts += step_facts("\n\n".join(work_problem(p, random.Random(stable_hash(seed, i))).steps))
+    rows = []
+    for k in range(n):
+        a, op, b, c = rng.choice(facts)
+        shown = f"({b})" if b < 0 else str(b)
+        rows.append(
+            {
+                "id": f"warmup-step-{k}",
+                "question": f"What is {a} {op} {shown}?",
+                "combined_text": f"{a} {op} {shown} = {c}.",
+            }
+        )
+    return rows
+
+
+def leg_rows(n: int, rng: random.Random) -> list[dict[str, Any]]:
+    """n examples of how many legs an animal has (the facts the word problems use)."""
+    from reasoning_gym.arithmetic.leg_counting import ANIMALS
+
+    animals = sorted(ANIMALS)
+    return [
+        {
+            "id": f"warmup-legs-{k}",
+            "question": f"How many legs does a {a} have?",
+            "combined_text": f"A {a} has {ANIMALS[a]} legs.",
+        }
+        for k, a in enumerate(rng.choice(animals) for _ in range(n))
+    ]
+
+
+def answer_rows(n: int, seed: int, references: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """n normal-family problems with their answer only; none overlapping a reference."""
+    problems = build_embedded(
+        POOL_FAMILIES["normal_math"], n, WARMUP_SEED_BASE + 104729 * (seed + 1), "warmup", "warm"
+    )
+    flagged = overlapping(problems, references)
+    return [
+        {"id": p["id"], "question": p["question"], "combined_text": f"\\boxed{{{p['answer']}}}"}
+        for p in problems
+        if p["id"] not in flagged
+    ]
+
+
+def warmup_rows(cfg: Any, seed: int, references: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The warm-up's examples (cfg: the profile's warmup section), in a seeded order."""
+    rng = random.Random(stable_hash(seed, "warmup"))
+    n_legs = round(cfg.examples * cfg.facts_share)
+    n_steps = round(cfg.examples * cfg.steps_share)
+    rows = (
+        atomic_rows(n_steps, seed, rng)
+        + leg_rows(n_legs, rng)
+        + answer_rows(cfg.examples - n_steps - n_legs, seed, references)
+    )
+    rng.shuffle(rows)
+    return rows
