@@ -28,3 +28,26 @@ def warmup_spec(profile: Any, rdir: Path, out_dir: Path) -> SFTSpec:
 def warm_up(spec: SFTSpec) -> dict[str, Any]:
     """Train the warmed-up backbone and save it (with its training log and summary)."""
     return train_sft(spec)
+
+
+def example_kinds(rows: list[dict[str, Any]]) -> Any:
+    """A table of the warm-up's examples by kind: how many, and the first of each."""
+    import pandas as pd
+
+    def kind(row: dict[str, Any]) -> str:
+        if row["id"].startswith("warmup-step-"):
+            return "atomic step"
+        return "animal fact" if row["id"].startswith("warmup-legs-") else "normal answer"
+
+    firsts: dict[str, dict[str, Any]] = {}
+    counts: dict[str, int] = {}
+    for r in rows:
+        k = kind(r)
+        counts[k] = counts.get(k, 0) + 1
+        firsts.setdefault(k, r)
+    return pd.DataFrame(
+        [
+            {"kind": k, "examples": counts[k], "question": f["question"], "target": f["combined_text"]}
+            for k, f in sorted(firsts.items())
+        ]
+    )
