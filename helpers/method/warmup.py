@@ -47,7 +47,12 @@ def example_kinds(rows: list[dict[str, Any]]) -> Any:
         firsts.setdefault(k, r)
     return pd.DataFrame(
         [
-            {"kind": k, "examples": counts[k], "question": f["question"], "target": f["combined_text"]}
+            {
+                "kind": k,
+                "examples": counts[k],
+                "question": f["question"],
+                "target": f["combined_text"],
+            }
             for k, f in sorted(firsts.items())
         ]
     )
