@@ -18,6 +18,7 @@ from typing import Any
 
 from ..grading.formatting import chat_messages
 from ..pipeline.artifacts import settings_hash
+from ..pipeline.paths import rel
 from ..pipeline.schema import TrainCfg
 from .trainer import (
     completion_loss,
@@ -130,7 +131,8 @@ def train_sft(spec: SFTSpec) -> dict[str, Any]:
 def summary(spec: SFTSpec, trained: Any) -> dict[str, Any]:
     """What an SFT run's train_summary.json records besides the trainer's own counts."""
     return {
-        "model": spec.model,
+        # a folder shown as the report shows paths; a hub id or alias as it is
+        "model": rel(spec.model) if Path(spec.model).exists() else spec.model,
         "examples": len(spec.data),
         "completion_tokens": loss_tokens(trained.train_dataset),
         "data_ids": [r.get("id") for r in spec.data],
