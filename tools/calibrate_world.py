@@ -1,6 +1,10 @@
 """Calibrate the embedded world on training data only: can the method start, and can it explore?
 
-Usage: python tools/calibrate_world.py PROFILE [--out FILE] [--dev 60] [--explore-dev 40]
+Usage: python tools/calibrate_world.py PROFILE [--seed N] [--out FILE] [--dev 60] [--explore-dev 40]
+
+`--seed N` measures the world of another seed: the profile with `seed: N` and its own run folder
+(`<run>-seed<N>`), written beside that folder; the report goes to
+outputs/reference/calibration_seed<N>.json unless --out says otherwise.
 
 Runs (or reuses, when they are done) the profile's first stages through the runner (collect,
 warmup, unify, mix, and the first-round SFT variant), then measures on *dev* problems: fresh
@@ -16,9 +20,10 @@ grader:
   pass@1 and pass@max_rollouts (the unbiased estimator from those samples).
 
 The criteria the world is built to meet (DESIGN and the issue that asked for it): the starting
-backbone solves at least 30% of NORMAL dev problems; the first-round model solves 5-40% of
+backbone solves at least 30% of NORMAL dev problems; the first-round model beats it by at least
+10 points there and keeps at least 90% of its HARD answers well formed; it solves 5-40% of
 explore problems at pass@1 and at least 50% within the rollout limit. The JSON names the
-command that made it.
+command that made it and the machine (kernels, dtypes) it ran on.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from helpers.infer.generation import Prompt, SamplingCfg, backend_from_profile, 
 from helpers.infer.models import starting_model, variant_model
 from helpers.method.pool import pass_at_k
 from helpers.pipeline.config import load_profile
+from helpers.pipeline.machine import describe
 from helpers.pipeline.paths import rel, run_dir
 from helpers.world.tasks import (
     POOL_FAMILIES,
@@ -116,6 +122,31 @@ def sampled(backend, problems: list[dict], prompt: str, cfg) -> dict:
     }
 
 
+def stage_seconds(rdir: Path) -> dict[str, float]:
+    """Each finished execution's seconds, from the run's manifests."""
+    out = {}
+    for m in sorted((rdir / "manifests").glob("*.json")):
+        data = json.loads(m.read_text())
+        if data.get("status") == "done" and "seconds" in data:
+            out[m.stem] = data["seconds"]
+    return out
+
+
+def seeded_profile(path: str, seed: int) -> str:
+    """The profile at `path` with another seed and a run folder of its own, written beside that
+    folder; returns its path (the profile itself when the seed is its own)."""
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text())
+    if data.get("seed", 0) == seed:
+        return path
+    data["seed"], data["run"] = seed, f"{data['run']}-seed{seed}"
+    out = run_dir(data["run"]).with_suffix(".yaml")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(data, sort_keys=False))
+    return rel(out)
+
+
 def run_stages(profile_path: str, keys: list[str]) -> None:
     """Run (or skip, when done) the executions the measurements need, through the runner."""
     for key in keys:
@@ -128,14 +159,20 @@ def main() -> None:
     """Run the first stages, measure on dev problems, write the report."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("profile")
-    ap.add_argument("--out", default="outputs/reference/calibration.json")
+    ap.add_argument("--seed", type=int, help="the world's seed (default: the profile's)")
+    ap.add_argument("--out", help="default: outputs/reference/calibration_seed<N>.json")
     ap.add_argument("--dev", type=int, default=60, help="dev problems per group")
     ap.add_argument(
         "--explore-dev", type=int, default=40, help="dev problems sampled as exploration"
     )
     args = ap.parse_args()
+    command = " ".join(["python tools/calibrate_world.py", *sys.argv[1:]])
+    if args.seed is not None:
+        args.profile = seeded_profile(args.profile, args.seed)
     profile = load_profile(args.profile)
+    args.out = args.out or f"outputs/reference/calibration_seed{profile.seed}.json"
     start = profile.explore.start
+    t_stages = time.time()
     run_stages(args.profile, ["collect", "warmup", "unify", "mix", f"sft:{start}"])
     rdir = run_dir(profile.run)
     benches = load_benchmarks(profile, rdir)
@@ -149,8 +186,12 @@ def main() -> None:
     prompt = load_prompt(profile.prompt_file)
     limit = profile.generation.max_new_tokens
     report: dict = {
-        "command": f"python tools/calibrate_world.py {args.profile}",
+        "command": command,
         "profile": args.profile,
+        "seed": profile.seed,
+        "machine": describe(profile),
+        "stage_seconds": stage_seconds(run_dir(profile.run)),
+        "stages_wall_seconds": round(time.time() - t_stages),
         "dev": {"normal_math": len(normal), "hard_math": len(hard), "explore": len(explore_dev)},
     }
 
@@ -173,8 +214,14 @@ def main() -> None:
         "first_round_explore", first, lambda be: sampled(be, explore_dev, prompt, profile.explore)
     )
     k = profile.explore.max_rollouts
+    gain = report["first_round_normal"]["accuracy"] - report["backbone_normal"]["accuracy"]
     report["criteria"] = {
         "backbone solves >= 30% of NORMAL dev": report["backbone_normal"]["accuracy"] >= 30,
+        "first round beats the backbone by >= 10 points on NORMAL dev": gain >= 10,
+        "first round keeps >= 90% of HARD dev answers well formed": report["first_round_hard"][
+            "format"
+        ]
+        >= 90,
         "first-round pass@1 on explore problems in 5-40%": 5
         <= report["first_round_explore"]["pass@1"]
         <= 40,

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .nucleus import nucleus_probs
+
 
 @dataclass
 class Finished:
@@ -106,11 +108,7 @@ def pick(logits: Any, temperature: float, top_p: float, generators: Sequence[Any
         return logits.argmax(-1)
     probs = torch.softmax(logits / temperature, dim=-1)
     if top_p < 1.0:
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
-        drop = sorted_p.cumsum(-1) - sorted_p >= top_p
-        sorted_p = sorted_p.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        probs = nucleus_probs(probs, top_p)
     if generators is None:
         return torch.multinomial(probs, 1).squeeze(-1)
     # One generator per row: a rollout's tokens depend on its own seed, not on which other

@@ -114,6 +114,8 @@ def make_backend(
     cache_path: str | Path | None = None,
     seed: int = 0,
     stop_loops: bool = False,
+    max_model_len: int | None = None,
+    kv_cache_gib: float | None = None,
 ) -> Backend:
     """Build a backend by name; local backends load the model (alias, hub id or path)."""
     if stop_loops and kind != "hf":
@@ -126,12 +128,20 @@ def make_backend(
 
         return HFBackend(m, tok, batch_size=batch_size, stop_loops=stop_loops)
     if kind == "vllm":
+        from ..pipeline.machine import resolve_dtype
         from .models import resolve_model_path
-
-        vdtype = {"auto": "auto", "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[dtype]
         from .vllm_backend import VLLMBackend
 
-        return VLLMBackend(resolve_model_path(model or ""), tensor_parallel_size, vdtype, seed=seed)
+        vdtype = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[resolve_dtype(dtype)]
+        return VLLMBackend(
+            resolve_model_path(model or ""),
+            tensor_parallel_size,
+            vdtype,
+            max_model_len=max_model_len,
+            seed=seed,
+            kv_cache_gib=kv_cache_gib,
+            batch_size=batch_size,
+        )
     if kind == "openai":
         if not base_url or not api_model:
             raise ValueError("the openai backend needs base_url and api_model")
@@ -165,7 +175,24 @@ def backend_from_profile(
         api_key=secret(gen.api_key_env) if kind == "openai" else None,
         seed=profile.seed,
         stop_loops=gen.stop_loops and kind == "hf",
+        max_model_len=gen.max_model_len or context_length(profile),
+        kv_cache_gib=gen.kv_cache_gib,
     )
+
+
+# Room for a prompt (instruction, question, chat template) beside the longest response.
+PROMPT_ROOM = 512
+
+
+def context_length(profile: Any) -> int:
+    """The longest prompt + response any stage of a profile asks an engine for: its longest
+    generation limit plus PROMPT_ROOM, or its longest training row (scoring a pool's rollouts,
+    the completer's question + thought prompts), whichever is longer."""
+    limits = [profile.generation.max_new_tokens]
+    if profile.explore is not None:
+        limits.append(profile.explore.max_new_tokens)
+    rows = [s.max_length for s in (profile.sft, profile.dpo) if s is not None]
+    return max([max(limits) + PROMPT_ROOM, *rows])
 
 
 def release(backend: Any) -> None:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..pipeline.machine import resolve_dtype
 from ..pipeline.paths import cache_root, rel
 from ..pipeline.stages import locate
 
@@ -80,23 +81,12 @@ def resolve_model_path(name: str) -> str:
 
 
 def pick_dtype(dtype: str) -> Any:
-    """Map a profile dtype ('auto', 'bf16', 'fp16', 'fp32') to a torch dtype for this machine."""
+    """Map a profile dtype ('auto', 'bf16', 'fp16', 'fp32') to a torch dtype for this machine
+    (`auto`: bf16 on a GPU or where the CPU's kernels compute it natively, see machine)."""
     import torch
 
-    if dtype == "auto":
-        if torch.cuda.is_available():
-            return torch.bfloat16
-        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Say whether this CPU has native bf16 instructions (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    resolved = resolve_dtype(dtype, torch.cuda.is_available())
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[resolved]
 
 
 def load_tokenizer(name: str) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..grading.formatting import load_prompt
 from ..train.sft import SFTSpec, train_sft
 from ..world.tasks import load_benchmarks
 from ..world.warmup import warmup_rows
@@ -19,7 +20,8 @@ from ..world.warmup import warmup_rows
 def warmup_spec(profile: Any, rdir: Path, out_dir: Path) -> SFTSpec:
     """The warm-up's training: its examples, no instruction (answer-only turns), its settings."""
     refs = [r for rs in load_benchmarks(profile, rdir).values() for r in rs]
-    rows = warmup_rows(profile.warmup, profile.seed, refs)
+    instruction = load_prompt(profile.prompt_file) if profile.warmup.instruction else ""
+    rows = warmup_rows(profile.warmup, profile.seed, refs, instruction)
     return SFTSpec(
         profile.backbone, rows, str(out_dir), "", train=profile.warmup, seed=profile.seed
     )

@@ -21,6 +21,7 @@ from .artifacts import Digests, atomic_write_text, read_json, write_json
 from .budget import plan_bounds, spend
 from .config import FORCE_ENV, SECTIONS_ENV, load_profile, profile_hash, resolve_path
 from .lock import RunLocked, run_lock
+from .machine import describe, summary_line
 from .paths import rel, repo_root, run_dir
 from .plan import Execution, build_plan, covers, execution_fingerprint, select, stage_config
 from .progress import ProgressLine, fmt_seconds
@@ -267,6 +268,7 @@ class _Runner:
         self.log, self.out = log, out
         self.secrets = secret_values(profile) if profile else []
         self.t_run = time.time()
+        self.machine = describe(profile)
 
     def manifest(self, ex: Execution, out_nb: Path, fp: str) -> dict[str, Any]:
         """The record of an execution as it starts."""
@@ -280,6 +282,7 @@ class _Runner:
             "profile_hash": profile_hash(self.profile) if self.profile else None,
             "inputs": {p: self.digests.path(self.rdir / p) for p in ex.inputs},
             "versions": _versions(),
+            "machine": self.machine,
             "start": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "status": "running",
         }
@@ -400,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = select(full, args.only, args.start)
         rdir = run_dir(profile.run)
         print(f"run '{profile.run}' -> {rel(rdir)}  ({len(plan)} executions)", flush=True)
+        print(summary_line(describe(profile)), flush=True)
         for key, why in left_out:
             print(f"  left out {key}: {why}", flush=True)
         lock = (

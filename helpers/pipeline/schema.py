@@ -46,6 +46,12 @@ class GenerationCfg(Strict):
     api_model: str | None = None
     api_key_env: str | None = None
     stop_loops: bool = False  # hf backend: stop a row once it repeats one block (see generation)
+    # vllm backend: the longest prompt + response the engine holds (None: the profile's longest
+    # generation or training length plus PROMPT_ROOM), and the memory its KV cache may take on a
+    # CPU (None: a quarter of what is free when it starts, at most what `batch_size` requests of
+    # that length need).
+    max_model_len: PosInt | None = None
+    kv_cache_gib: PosFloat | None = None
 
     @model_validator(mode="after")
     def _loops_need_hf(self) -> GenerationCfg:
@@ -157,6 +163,9 @@ class TrainCfg(Strict):
     per_device_batch_size: Upto(MAX_BATCH) = 4
     gradient_accumulation: PosInt = 1
     max_length: Upto(MAX_TOKENS) = 1024
+    # SFT and warm-up: a batch's rows laid end to end in one row (TRL's padding_free), each
+    # attending to its own tokens only, so a batch computes no padding. DPO does not pack.
+    padding_free: bool = False
     lora_r: PosInt = 16
     lora_alpha: PosInt = 32
     warmup_ratio: Rate = 0.1
@@ -180,6 +189,9 @@ class WarmupCfg(TrainCfg):
     examples: Upto(MAX_PROBLEMS) = 3000
     steps_share: Rate = 0.5  # atomic steps ("13 - 5 = 8."), as the teachers' thoughts take them
     facts_share: Rate = 0.1  # how many legs each animal has; the rest: normal problems, boxed
+    # The normal problems asked with the profile's instruction, as evaluation asks them (the
+    # atomic steps and facts stay bare questions).
+    instruction: bool = False
     method: Literal["lora", "full"] = "full"
     learning_rate: Annotated[float, Field(gt=0)] = 1e-4
     per_device_batch_size: Upto(MAX_BATCH) = 16
@@ -199,6 +211,12 @@ class DPOCfg(TrainCfg):
 
     beta: PosFloat = 0.1
     sft_weight: PosFloat = 1.0  # weight of the SFT term in variants that add it
+
+    @model_validator(mode="after")
+    def _no_packing(self) -> DPOCfg:
+        if self.padding_free:
+            raise ValueError("padding_free packs SFT rows; DPO's pairs are not packed")
+        return self
 
 
 class SelectCfg(Strict):

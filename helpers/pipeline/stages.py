@@ -146,7 +146,7 @@ STAGES: tuple[Stage, ...] = (
         "warmup",
         "00_warm_up.ipynb",
         "the backbone fine-tuned on answer-only atomic steps and normal problems",
-        ("seed", "backbone", "benchmarks", "warmup"),
+        ("seed", "backbone", "prompt_file", "benchmarks", "warmup"),
         writes={"model": "models/warmup/"},
         reads=(
             Read("collect", "benchmark", lambda p, v: [{"benchmark": b} for b in p.benchmarks]),

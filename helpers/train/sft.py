@@ -21,6 +21,7 @@ from ..pipeline.artifacts import settings_hash
 from ..pipeline.paths import rel
 from ..pipeline.schema import TrainCfg
 from .trainer import (
+    autocast,
     completion_loss,
     count_tokens,
     lora_config,
@@ -87,10 +88,11 @@ def spec_key(spec: SFTSpec) -> str:
 
 
 def to_conversations(data: list[dict[str, Any]], prompt: str) -> list[dict[str, Any]]:
-    """Turn demonstrations into TRL prompt/completion conversations (prompt in the user turn)."""
+    """Turn demonstrations into TRL prompt/completion conversations (the instruction in the user
+    turn: the spec's, or a row's own `prompt`)."""
     return [
         {
-            "prompt": chat_messages(r["question"], prompt),
+            "prompt": chat_messages(r["question"], r.get("prompt", prompt)),
             "completion": [{"role": "assistant", "content": r["combined_text"]}],
         }
         for r in data
@@ -154,7 +156,17 @@ def build_trainer(
         if spec.target == "solution"
         else to_conversations(spec.data, spec.prompt)
     )
-    args = trl_args(spec.train, work, spec.seed, cuda, bf16, completion_only_loss=True)
+    args = trl_args(
+        spec.train,
+        work,
+        spec.seed,
+        cuda,
+        bf16,
+        completion_only_loss=True,
+        padding_free=spec.train.padding_free,
+    )
+    if spec.train.padding_free:  # TRL does not cut packed rows: truncate() does, below
+        args["max_length"] = None
     with warnings.catch_warnings():  # deprecation chatter from transformers, not ours to fix
         warnings.simplefilter("ignore", FutureWarning)
         cfg = SFTConfig(**args)
@@ -167,7 +179,8 @@ def build_trainer(
             return_outputs: bool = False,
             num_items_in_batch: Any = None,
         ) -> Any:
-            return completion_loss(model, inputs, num_items_in_batch)
+            with autocast(self.args):
+                return completion_loss(model, inputs, num_items_in_batch)
 
     trainer = CompletionLossSFT(
         model=model,
@@ -176,9 +189,25 @@ def build_trainer(
         processing_class=tok,
         peft_config=lora_config(spec.train),
     )
+    if spec.train.padding_free:
+        trainer.train_dataset = truncate(trainer.train_dataset, spec.train.max_length)
     count_tokens(trainer)
     text_progress(trainer)
     return trainer
+
+
+def truncate(ds: Any, max_length: int) -> Any:
+    """Cut every tokenized row to max_length tokens, as TRL does for unpacked rows."""
+    columns = [
+        c for c in ("input_ids", "completion_mask", "assistant_masks") if c in ds.column_names
+    ]
+
+    def cut(row: dict[str, Any]) -> dict[str, Any]:
+        return {c: row[c][:max_length] for c in columns}
+
+    if all(len(ids) <= max_length for ids in ds["input_ids"]):
+        return ds
+    return ds.map(cut)
 
 
 if __name__ == "__main__":  # the multi-GPU entry point that accelerate launches

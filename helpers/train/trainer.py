@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.artifacts import write_json, write_jsonl
+from ..pipeline.machine import resolve_dtype
 from ..pipeline.paths import rel
 from ..pipeline.schema import TrainCfg
 
@@ -65,8 +66,11 @@ def launch_distributed(
 
 
 def load_for_training(model_name: str, train: TrainCfg) -> tuple[Any, Any, bool, bool]:
-    """The model to train (bf16 weights only for full bf16 training) and its tokenizer, and
-    whether training runs on CUDA and in bf16."""
+    """The model to train and its tokenizer, and whether training runs on CUDA and in bf16.
+
+    bf16 weights only for full bf16 training on a GPU (memory); on a CPU the weights stay fp32
+    and bf16 runs under autocast, so small updates are not rounded away.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -76,7 +80,7 @@ def load_for_training(model_name: str, train: TrainCfg) -> tuple[Any, Any, bool,
     bf16 = train_in_bf16(train.dtype, cuda)
     model = AutoModelForCausalLM.from_pretrained(
         resolve_model_path(model_name),
-        dtype=torch.bfloat16 if bf16 and train.method == "full" else torch.float32,
+        dtype=torch.bfloat16 if bf16 and cuda and train.method == "full" else torch.float32,
     )
     return model, load_tokenizer(model_name), cuda, bf16
 
@@ -88,13 +92,9 @@ def work_dir(out: Path) -> Path:
 
 def train_in_bf16(dtype: str, cuda: bool) -> bool:
     """Whether to train with bf16 (mixed precision): the profile's choice, or the machine's."""
-    from ..infer.models import cpu_has_fast_bf16
-
-    if dtype == "auto":
-        return cuda or cpu_has_fast_bf16()
     if dtype == "fp16":
         raise ValueError("sft.dtype fp16 is not supported for training: use bf16 or fp32")
-    return dtype == "bf16"
+    return resolve_dtype(dtype, cuda) == "bf16"
 
 
 def text_progress(trainer: Any) -> None:
@@ -145,8 +145,13 @@ def completion_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) ->
 
     causal = model.get_base_model() if isinstance(model, PeftModel) else model
     labels = inputs["labels"]
+    # Packed rows (padding_free) come without an attention mask and with position ids that
+    # restart at each example: transformers then masks attention to each example's own tokens.
     hidden = causal.model(
-        input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"), use_cache=False
+        input_ids=inputs["input_ids"],
+        attention_mask=inputs.get("attention_mask"),
+        position_ids=inputs.get("position_ids"),
+        use_cache=False,
     ).last_hidden_state
     target = labels[:, 1:]
     keep = target != -100
@@ -154,6 +159,21 @@ def completion_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) ->
     total = F.cross_entropy(logits, target[keep], reduction="sum")
     count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
     return total / torch_clamp_min(count, 1)
+
+
+def autocast(args: Any) -> Any:
+    """bf16 autocast when the training arguments ask for bf16, a null context otherwise.
+
+    Accelerate applies autocast by wrapping the model's forward; completion_loss calls the
+    model's body and head directly, so it opens the context itself.
+    """
+    import contextlib
+
+    import torch
+
+    if not args.bf16:
+        return contextlib.nullcontext()
+    return torch.autocast("cpu" if args.use_cpu else "cuda", dtype=torch.bfloat16)
 
 
 def torch_clamp_min(count: Any, low: int) -> Any:

@@ -81,28 +81,44 @@ def leg_rows(n: int, rng: random.Random) -> list[dict[str, Any]]:
     ]
 
 
-def answer_rows(n: int, seed: int, references: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """n normal-family problems with their answer only; none overlapping a reference."""
+def answer_rows(
+    n: int, seed: int, references: list[dict[str, Any]], instruction: str = ""
+) -> list[dict[str, Any]]:
+    """n normal-family problems with their answer only, asked with `instruction` (a row's own
+    `prompt`); none overlapping a reference."""
     problems = build_embedded(
         POOL_FAMILIES["normal_math"], n, WARMUP_SEED_BASE + 104729 * (seed + 1), "warmup", "warm"
     )
     flagged = overlapping(problems, references)
     return [
-        {"id": p["id"], "question": p["question"], "combined_text": f"\\boxed{{{p['answer']}}}"}
+        {
+            "id": p["id"],
+            "question": p["question"],
+            "combined_text": f"\\boxed{{{p['answer']}}}",
+            **({"prompt": instruction} if instruction else {}),
+        }
         for p in problems
         if p["id"] not in flagged
     ]
 
 
-def warmup_rows(cfg: Any, seed: int, references: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The warm-up's examples (cfg: the profile's warmup section), in a seeded order."""
+def warmup_rows(
+    cfg: Any, seed: int, references: list[dict[str, Any]], instruction: str = ""
+) -> list[dict[str, Any]]:
+    """The warm-up's examples (cfg: the profile's warmup section), in a seeded order; the
+    normal problems carry `instruction` when the section asks for it."""
     rng = random.Random(stable_hash(seed, "warmup"))
     n_legs = round(cfg.examples * cfg.facts_share)
     n_steps = round(cfg.examples * cfg.steps_share)
     rows = (
         atomic_rows(n_steps, seed, rng)
         + leg_rows(n_legs, rng)
-        + answer_rows(cfg.examples - n_steps - n_legs, seed, references)
+        + answer_rows(
+            cfg.examples - n_steps - n_legs,
+            seed,
+            references,
+            instruction if cfg.instruction else "",
+        )
     )
     rng.shuffle(rows)
     return rows
