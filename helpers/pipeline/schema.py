@@ -173,7 +173,10 @@ class TrainCfg(Strict):
     lr_scheduler: Literal[
         "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"
     ] = "cosine"
-    num_gpus: PosInt = 1
+    # Training processes: one per GPU on a GPU box, or CPU processes exchanging gradients over
+    # gloo; more than one launches `python -m helpers.train.<sft|dpo> SPEC.json` through
+    # `accelerate launch` (DDP, or DeepSpeed with `deepspeed_config`).
+    processes: PosInt = 1
     deepspeed_config: str | None = None
     max_steps: int = -1
     # Training precision. "auto" takes bf16 on a GPU or a CPU with native bf16 (AMX) and fp32

@@ -139,7 +139,6 @@ def tokenized_pairs(spec: DPOSpec, tok: Any) -> list[dict[str, list[int]]]:
 def build_trainer(spec: DPOSpec, model: Any, tok: Any, work: Path, cuda: bool, bf16: bool) -> Any:
     """TRL's DPOTrainer on pairs tokenized here (see tokenized_pairs); reference log-probs
     are computed once before training, not at every step."""
-    from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     class PairTrainer(DPOTrainer):
@@ -167,13 +166,28 @@ def build_trainer(spec: DPOSpec, model: Any, tok: Any, work: Path, cuda: bool, b
     trainer = PairTrainer(
         model=model,
         args=cfg,
-        train_dataset=Dataset.from_list(tokenized_pairs(spec, tok)),
+        train_dataset=shared_dataset(tokenized_pairs(spec, tok), work / "pairs"),
         processing_class=tok,
         peft_config=lora_config(spec.train),
     )
     count_tokens(trainer)
     text_progress(trainer)
     return trainer
+
+
+def shared_dataset(rows: list[dict[str, Any]], where: Path) -> Any:
+    """The pairs as a dataset stored in `where`, one copy for every process of a launch.
+
+    TRL caches the reference log-probabilities beside the dataset's files; an in-memory dataset
+    has none, so each process would look for rank 0's cache in a temporary folder of its own.
+    """
+    from accelerate import PartialState
+    from datasets import Dataset, load_from_disk
+
+    with PartialState().main_process_first():
+        if PartialState().is_main_process:
+            Dataset.from_list(rows).save_to_disk(str(where))
+        return load_from_disk(str(where))
 
 
 def train_dpo(spec: DPOSpec) -> dict[str, Any]:

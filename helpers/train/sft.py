@@ -180,7 +180,12 @@ def build_trainer(
             num_items_in_batch: Any = None,
         ) -> Any:
             with autocast(self.args):
-                return completion_loss(model, inputs, num_items_in_batch)
+                loss = completion_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # Divided by the tokens of every process's rows, and DDP averages the processes'
+                # gradients: scaled back as the Trainer's own compute_loss does.
+                loss = loss * self.accelerator.num_processes
+            return loss
 
     trainer = CompletionLossSFT(
         model=model,

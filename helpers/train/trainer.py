@@ -26,14 +26,14 @@ log = logging.getLogger(__name__)
 
 def train(spec: Any, build: Callable, summary: Callable, module: str) -> dict[str, Any]:
     """Train a spec and save its checkpoint (merged when LoRA); return the training summary."""
-    if spec.train.num_gpus > 1:
+    if spec.train.processes > 1:
         return launch_distributed(module, spec.to_json(), Path(spec.out_dir), spec.train)
     return run(spec, build, summary)
 
 
 def run(spec: Any, build: Callable, summary: Callable) -> dict[str, Any]:
-    """Train in this process: the trainer `build` makes for the spec, its schedule checked,
-    saved with `summary(spec, trainer)` and the training loss."""
+    """Train in this process (or as one rank of a launch): the trainer `build` makes for the
+    spec, its schedule checked, saved with `summary(spec, trainer)` and the training loss."""
     model, tok, cuda, bf16 = load_for_training(spec.model, spec.train)
     out = Path(spec.out_dir)
     trainer = build(spec, model, tok, work_dir(out), cuda, bf16)
@@ -43,26 +43,53 @@ def run(spec: Any, build: Callable, summary: Callable) -> dict[str, Any]:
     return save_trained(trainer, tok, out, work_dir(out), cuda, spec.train.method, record)
 
 
-def launch_distributed(
-    module: str, spec_json: dict[str, Any], out: Path, train: TrainCfg
-) -> dict[str, Any]:
-    """Run `python -m module SPEC.json` under accelerate (and DeepSpeed) on every GPU."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    spec_path = out.with_name(out.name + ".spec.json")
-    write_json(spec_path, spec_json)
-    cmd = ["accelerate", "launch", "--num_processes", str(train.num_gpus)]
+def launch_command(module: str, spec_path: Path, train: TrainCfg) -> list[str]:
+    """`accelerate launch` of `python -m module SPEC.json` on `train.processes` processes:
+    DeepSpeed when the profile names a config, else DDP (torchrun: NCCL on GPUs, gloo on a
+    CPU)."""
+    import sys
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    cmd += ["--num_processes", str(train.processes), "--num_machines", "1"]
+    cmd += ["--mixed_precision", "no", "--dynamo_backend", "no"]  # the spec sets precision
     if train.deepspeed_config:
         from ..pipeline.config import resolve_path
 
-        cmd += [
-            "--use_deepspeed",
-            "--deepspeed_config_file",
-            str(resolve_path(train.deepspeed_config)),
-        ]
-    cmd += ["-m", module, str(spec_path)]
-    log.info("launching: %s", " ".join(cmd))
-    subprocess.run(cmd, check=True)
+        cmd += ["--use_deepspeed", "--deepspeed_config_file"]
+        cmd += [str(resolve_path(train.deepspeed_config))]
+    else:
+        cmd += ["--multi_gpu"]  # accelerate's name for torchrun's processes, GPUs or not
+    return [*cmd, "-m", module, str(spec_path)]
+
+
+def launch_distributed(
+    module: str, spec_json: dict[str, Any], out: Path, train: TrainCfg
+) -> dict[str, Any]:
+    """Write the spec beside its model folder and train it through launch_command; return the
+    summary rank 0 saved."""
+    import os
+    import sys
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec_path = out.with_name(out.name + ".spec.json")
+    write_json(spec_path, spec_json)
+    cmd = launch_command(module, spec_path, train)
+    print(f"launching: {' '.join(cmd)}", file=sys.stderr, flush=True)
+    env = dict(os.environ)
+    if not _cuda():  # the cores shared out, or each process's OpenMP threads spin on all
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // train.processes)))
+    result = subprocess.run(cmd, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"training through accelerate failed (exit {result.returncode}): {' '.join(cmd)}"
+        )
     return json.loads((out / "train_summary.json").read_text())
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def load_for_training(model_name: str, train: TrainCfg) -> tuple[Any, Any, bool, bool]:
@@ -141,23 +168,26 @@ def completion_loss(model: Any, inputs: dict, num_items_in_batch: Any = None) ->
     number in the whole accumulated batch).
     """
     import torch.nn.functional as F
-    from peft import PeftModel
 
-    causal = model.get_base_model() if isinstance(model, PeftModel) else model
-    labels = inputs["labels"]
+    target = inputs["labels"][:, 1:]
+    # Hidden position p predicts token p + 1: the head runs on the positions where any row's
+    # next token carries loss (transformers' logits_to_keep), through the model's own forward,
+    # so DDP's gradient hooks and accelerate's autocast see the call.
+    positions = (target != -100).any(0).nonzero().squeeze(-1)
     # Packed rows (padding_free) come without an attention mask and with position ids that
     # restart at each example: transformers then masks attention to each example's own tokens.
-    hidden = causal.model(
+    logits = model(
         input_ids=inputs["input_ids"],
         attention_mask=inputs.get("attention_mask"),
         position_ids=inputs.get("position_ids"),
+        logits_to_keep=positions,
         use_cache=False,
-    ).last_hidden_state
-    target = labels[:, 1:]
-    keep = target != -100
-    logits = causal.lm_head(hidden[:, :-1][keep]).float()
-    total = F.cross_entropy(logits, target[keep], reduction="sum")
-    count = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+    ).logits.float()
+    wanted = target[:, positions]
+    total = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), wanted.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+    count = num_items_in_batch if num_items_in_batch is not None else (wanted != -100).sum()
     return total / torch_clamp_min(count, 1)
 
 
