@@ -8,8 +8,9 @@ import threading
 import pytest
 
 from helpers.grading.formatting import chat_messages
-from helpers.infer.generation import Completion, Prompt, SamplingCfg, make_backend
+from helpers.infer.generation import make_backend
 from helpers.infer.hf_backend import HFBackend
+from helpers.infer.interface import Completion, Prompt, SamplingCfg
 from helpers.infer.loops import repeating_tail
 from helpers.infer.openai_backend import OpenAIBackend
 from tools.serve import make_handler, start_server

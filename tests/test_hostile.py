@@ -282,7 +282,7 @@ class Dying:
         self.die_after, self.generated = die_after, 0
 
     def generate(self, prompts, cfg, on_result=None):
-        from helpers.infer.generation import Completion
+        from helpers.infer.interface import Completion
 
         out = []
         for i, p in enumerate(prompts):
@@ -352,7 +352,7 @@ def _server(status: int, body: str):
 
 
 def _ask(url):
-    from helpers.infer.generation import Prompt, SamplingCfg
+    from helpers.infer.interface import Prompt, SamplingCfg
     from helpers.infer.openai_backend import OpenAIBackend
 
     be = OpenAIBackend(url, "m", KEY, max_retries=0, progress=False)

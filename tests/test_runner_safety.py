@@ -332,7 +332,7 @@ def test_the_same_profile_elsewhere_is_the_same_work(tmp_path):
 
 
 def test_summaries_carry_no_timings(tmp_path):
-    from helpers.infer.generation import Completion
+    from helpers.infer.interface import Completion
     from helpers.method.evaluation import evaluate_model
 
     class Fixed:

@@ -11,8 +11,9 @@ from helpers.grading.formatting import format_response, split_r1
 from helpers.grading.grade import grade
 from helpers.grading.problem import gym_entry
 from helpers.pipeline.schema import DefectRates
+from helpers.world.seeds import seed_base
 from helpers.world.solvers import SLIP_NOTE, candidates
-from helpers.world.tasks import POOL_FAMILIES, POOL_SEED_BASE, build_embedded
+from helpers.world.tasks import POOL_FAMILIES, build_embedded
 from helpers.world.teachers import respond
 
 OP_RE = re.compile(r"(-?\d+(?:/\d+)?) ([-+*/]) (-?\d+(?:/\d+)?) = (-?\d+(?:/\d+)?)")
@@ -20,7 +21,7 @@ OP_RE = re.compile(r"(-?\d+(?:/\d+)?) ([-+*/]) (-?\d+(?:/\d+)?) = (-?\d+(?:/\d+)
 
 def problems(group, n=24):
     return build_embedded(
-        POOL_FAMILIES[group], n, POOL_SEED_BASE, group, f"t-{group}", mixed_choice=True
+        POOL_FAMILIES[group], n, seed_base("pools"), group, f"t-{group}", mixed_choice=True
     )
 
 

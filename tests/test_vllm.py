@@ -13,8 +13,8 @@ import pytest
 vllm = pytest.importorskip("vllm", reason="vLLM's CPU build is installed by `make setup`")
 
 from helpers.grading.formatting import chat_messages, render_prompt  # noqa: E402
-from helpers.infer.generation import Prompt, SamplingCfg  # noqa: E402
 from helpers.infer.hf_backend import HFBackend  # noqa: E402
+from helpers.infer.interface import Prompt, SamplingCfg  # noqa: E402
 from helpers.infer.models import resolve_model_path  # noqa: E402
 
 QUESTIONS = [

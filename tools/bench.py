@@ -104,11 +104,16 @@ def bench_demos(n: int) -> list[dict[str, Any]]:
     import random
 
     from helpers.grading.formatting import format_response
+    from helpers.world.seeds import seed_base
     from helpers.world.tasks import POOL_FAMILIES, build_embedded
     from helpers.world.teachers import work_problem
 
     problems = build_embedded(
-        POOL_FAMILIES["normal_math"] + POOL_FAMILIES["hard_math"], n, 5_000, "bench", "bench"
+        POOL_FAMILIES["normal_math"] + POOL_FAMILIES["hard_math"],
+        n,
+        seed_base("bench_demos"),
+        "bench",
+        "bench",
     )
     out = []
     for i, p in enumerate(problems):
@@ -162,21 +167,22 @@ class _StepClock:
 
 
 def agreement(model_dir: str, n: int) -> dict[str, Any]:
-    """Greedy answers of a model on NORMAL and HARD dev problems in fp32 and in bf16 (vLLM):
+    """Greedy answers of a model on the tiny profile's NORMAL and HARD dev problems in fp32 and
+    in bf16 (vLLM):
     how many are the same answer, and each dtype's accuracy."""
     from helpers.grading.answers import extract_answer  # (answer, how it was read)
     from helpers.grading.formatting import chat_messages, load_prompt
     from helpers.grading.grade import grade
-    from helpers.infer.generation import Prompt, SamplingCfg, release
+    from helpers.infer.generation import release
+    from helpers.infer.interface import Prompt, SamplingCfg
     from helpers.infer.vllm_backend import VLLMBackend
     from helpers.pipeline.config import load_profile
-    from helpers.world.tasks import POOL_FAMILIES, build_embedded
+    from helpers.pipeline.paths import run_dir
+    from helpers.world.tasks import dev_problems
 
     prof = load_profile("params/tiny.yaml")
     probs = [
-        p
-        for g in ("normal_math", "hard_math")
-        for p in build_embedded(POOL_FAMILIES[g], n, 6_000_000, g, f"agree-{g}")
+        p for g in ("normal_math", "hard_math") for p in dev_problems(prof, run_dir(prof.run), g, n)
     ]
     instruction = load_prompt(prof.prompt_file)
     asks = [Prompt(chat_messages(p["question"], instruction)) for p in probs]

@@ -37,30 +37,14 @@ from pathlib import Path
 
 from helpers.grading.formatting import chat_messages, load_prompt
 from helpers.grading.grade import grade
-from helpers.infer.generation import Prompt, SamplingCfg, backend_from_profile, release
+from helpers.infer.generation import backend_from_profile, release
+from helpers.infer.interface import Prompt, SamplingCfg
 from helpers.infer.models import starting_model, variant_model
 from helpers.method.pool import pass_at_k
 from helpers.pipeline.config import load_profile
 from helpers.pipeline.machine import describe
 from helpers.pipeline.paths import rel, run_dir
-from helpers.world.tasks import (
-    POOL_FAMILIES,
-    build_embedded,
-    build_pools,
-    load_benchmarks,
-    overlapping,
-)
-
-DEV_SEED_BASE = 5_000_000  # disjoint from the benchmarks', pools', explore and warm-up ranges
-
-
-def dev_problems(profile, group: str, n: int, refs: list[dict]) -> list[dict]:
-    """n fresh problems of a pool group's families, none overlapping a reference problem."""
-    rows = build_embedded(
-        POOL_FAMILIES[group], n, DEV_SEED_BASE + 7919 * profile.seed, group, f"dev-{group}"
-    )
-    flagged = overlapping(rows, refs)
-    return [r for r in rows if r["id"] not in flagged]
+from helpers.world.tasks import dev_problems
 
 
 def greedy(backend, problems: list[dict], prompt: str, max_new_tokens: int) -> dict:
@@ -175,13 +159,10 @@ def main() -> None:
     t_stages = time.time()
     run_stages(args.profile, ["collect", "warmup", "unify", "mix", f"sft:{start}"])
     rdir = run_dir(profile.run)
-    benches = load_benchmarks(profile, rdir)
-    pools, _ = build_pools(profile, benches)
-    refs = [r for rs in benches.values() for r in rs] + pools
-    normal = dev_problems(profile, "normal_math", args.dev, refs)
-    hard = dev_problems(profile, "hard_math", args.dev, refs)
+    normal = dev_problems(profile, rdir, "normal_math", args.dev)
+    hard = dev_problems(profile, rdir, "hard_math", args.dev)
     explore_dev = [
-        p for g in profile.explore.groups for p in dev_problems(profile, g, args.explore_dev, refs)
+        p for g in profile.explore.groups for p in dev_problems(profile, rdir, g, args.explore_dev)
     ]
     prompt = load_prompt(profile.prompt_file)
     limit = profile.generation.max_new_tokens

@@ -19,14 +19,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from helpers.analysis.stats import mcnemar, paired_bootstrap
+from helpers.pipeline.stages import file_name
 
 
 def summaries(folder: Path) -> dict[str, dict]:
     """{variant: summary} from a reference or a run's eval folder."""
     out = {}
-    for p in sorted(folder.glob("*.summary.json")):
-        out[p.name.removesuffix(".summary.json")] = json.loads(p.read_text())
-    for p in sorted(folder.glob("*/summary.json")):
+    name = file_name("evaluate", "summary")
+    for p in sorted(folder.glob(f"*.{name}")):  # as report.PUBLISHED names them
+        out[p.name.removesuffix(f".{name}")] = json.loads(p.read_text())
+    for p in sorted(folder.glob(f"*/{name}")):
         out[p.parent.name] = json.loads(p.read_text())
     return out
 

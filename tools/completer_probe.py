@@ -21,6 +21,7 @@ from helpers.method.unify import clean, complete_thoughts, to_demo
 from helpers.pipeline.artifacts import read_jsonl
 from helpers.pipeline.config import load_profile, with_overrides
 from helpers.pipeline.paths import run_dir
+from helpers.pipeline.stages import locate
 from helpers.world.tasks import load_benchmarks
 
 
@@ -34,7 +35,7 @@ def main() -> None:
     profile = load_profile(args.profile)
     rdir = run_dir(profile.run)
     prompt = load_prompt(profile.prompt_file)
-    responses = read_jsonl(rdir / "collect" / "responses.jsonl")
+    responses = read_jsonl(locate(rdir, "collect", "responses"))
     kept, _ = clean(responses, load_benchmarks(profile, rdir), profile.unify)
     r1 = [to_demo(it, it["solution"]) for it in kept if it["solution"]]
     todo = [it for it in kept if not it["solution"]]

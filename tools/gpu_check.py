@@ -18,8 +18,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from helpers.grading.formatting import format_response
 from helpers.infer.decoding import decode_continuous
-from helpers.infer.generation import Prompt, SamplingCfg
 from helpers.infer.hf_backend import HFBackend
+from helpers.infer.interface import Prompt, SamplingCfg
 from helpers.train.sft import SFTSpec, train_sft
 
 

@@ -22,6 +22,7 @@ from helpers.method.collect import label
 from helpers.pipeline.artifacts import read_jsonl
 from helpers.pipeline.config import load_profile
 from helpers.pipeline.paths import rel, run_dir
+from helpers.pipeline.stages import locate, pattern
 from helpers.world.tasks import load_benchmarks
 
 
@@ -37,7 +38,7 @@ def main() -> None:
     report: dict = {"run": rel(rdir), "evaluations": {}, "collected": {}}
     graded, seconds = 0, 0.0
 
-    for path in sorted((rdir / "eval").glob("*/*.jsonl")):
+    for path in sorted(rdir.glob(pattern("evaluate", "responses"))):
         changes = []
         for r in read_jsonl(path):
             t0 = time.perf_counter()
@@ -57,10 +58,10 @@ def main() -> None:
                 )
         report["evaluations"][f"{path.parent.name}/{path.stem}"] = changes
 
-    problems = {p["id"]: p for p in read_jsonl(rdir / "collect" / "problems.jsonl")}
+    problems = {p["id"]: p for p in read_jsonl(locate(rdir, "collect", "problems"))}
     relabels: Counter = Counter()
     examples = []
-    responses = read_jsonl(rdir / "collect" / "responses.jsonl")
+    responses = read_jsonl(locate(rdir, "collect", "responses"))
     for r in responses:
         p = problems[r["problem_id"]]
         t0 = time.perf_counter()

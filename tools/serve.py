@@ -12,7 +12,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from helpers.infer.generation import Prompt, SamplingCfg
+from helpers.infer.interface import Prompt, SamplingCfg
 
 
 def make_handler(backend: Any, model_name: str, api_key: str | None = None) -> type:

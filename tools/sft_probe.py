@@ -25,32 +25,12 @@ from helpers.pipeline.artifacts import read_jsonl
 from helpers.pipeline.config import load_profile
 from helpers.pipeline.paths import run_dir
 from helpers.train.sft import spec_from_profile, train_sft
-from helpers.world.tasks import (
-    POOL_FAMILIES,
-    POOL_SEED_BASE,
-    build_embedded,
-    build_pools,
-    load_benchmarks,
-    overlapping,
-)
+from helpers.world.tasks import dev_problems
 
 DEFAULT_SETTINGS = [
     {"name": "lora_1ep", "method": "lora", "learning_rate": 1e-3, "epochs": 1},
     {"name": "lora_2ep", "method": "lora", "learning_rate": 1e-3, "epochs": 2},
 ]
-DEV_SEED_OFFSET = 500_000  # far from the pools' and the benchmarks' seed ranges
-
-
-def dev_set(profile, n: int, group: str = "normal_math") -> list[dict]:
-    """Fresh problems of a pool group's families; none overlaps a benchmark or a pool."""
-    rows = build_embedded(
-        POOL_FAMILIES[group], n, POOL_SEED_BASE + DEV_SEED_OFFSET, group, f"dev-{group}"
-    )
-    benches = load_benchmarks(profile, run_dir(profile.run))
-    pools, _ = build_pools(profile, benches)
-    refs = [r for rs in benches.values() for r in rs] + pools
-    flagged = overlapping(rows, refs)
-    return [r for r in rows if r["id"] not in flagged]
 
 
 def score(profile, model_dir: str, items: list[dict], prompt: str) -> dict:
@@ -89,7 +69,7 @@ def main() -> None:
         ap.error("give a mixture to train on, or - with one or more --score checkpoints")
     profile = load_profile(args.profile)
     prompt = load_prompt(profile.prompt_file)
-    items = dev_set(profile, args.dev)
+    items = dev_problems(profile, run_dir(profile.run), "normal_math", args.dev)
     report: dict = {"profile": args.profile, "dev": len(items), "results": {}}
 
     def record(name: str, result: dict) -> None:

@@ -10,18 +10,24 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.artifacts import atomic_write_text
-from ..pipeline.stages import locate, path, stage
+from ..pipeline.stages import TRAIN_SUMMARY, file_name, locate, pattern
 from .effects import effects
 from .rundata import data_summary, explore_table, stage_timings
 from .tables import COLUMNS, markdown, undefined_gains, write_table
 
-FIGURES = [
-    ("accuracy.png", "accuracy"),
-    ("accuracy_vs_thought_length.png", "accuracy vs thought length"),
-    ("pass_at_k.png", "pass@k by explore iteration"),
-    ("accuracy_by_iteration.png", "accuracy by explore iteration"),
-    ("dpo_margins.png", "DPO reward margins"),
-]
+# The analysis notebook's figures: the file each is drawn into, and its caption in REPORT.md.
+FIGURES = {
+    "accuracy": ("accuracy.png", "accuracy"),
+    "length": ("accuracy_vs_thought_length.png", "accuracy vs thought length"),
+    "pass_at_k": ("pass_at_k_by_iteration.png", "pass@k by explore iteration"),
+    "iterations": ("accuracy_by_iteration.png", "accuracy by explore iteration"),
+    "dpo_margins": ("dpo_margins.png", "DPO reward margins"),
+}
+
+
+def figure(rdir: Path, key: str) -> Path:
+    """Where the analysis draws one of its figures (FIGURES)."""
+    return locate(rdir, "analyse", "figures") / FIGURES[key][0]
 
 
 def _header(profile: Any, summaries: dict[str, dict], missing: list[str]) -> list[str]:
@@ -134,7 +140,7 @@ def _time(profile: Any, rdir: Path) -> list[str]:
 
 def _figures(rdir: Path) -> list[str]:
     lines = ["", "## Figures", ""]
-    for name, title in FIGURES:
+    for name, title in FIGURES.values():
         if (locate(rdir, "analyse", "figures") / name).exists():
             lines += [f"![{title}](figures/{name})", ""]
     return lines
@@ -161,28 +167,21 @@ def write_report(
     return out
 
 
-def _glob(stage_name: str, output: str, **fields: str) -> str:
-    """An output's path template as a glob: every field not given matches anything."""
-    template = stage(stage_name).writes[output]
-    names = [n for n in ("variant", "i", "benchmark", "mixture") if "{" + n + "}" in template]
-    return path(stage_name, output, **{n: fields.get(n, "*") for n in names})
-
-
 # What a committed reference run keeps (no models, no raw responses): (source glob, where it
 # goes; {parent} is the source's folder name, for files that share a name).
 PUBLISHED = [
-    (_glob("analyse", "report"), "REPORT.md"),
-    (_glob("analyse", "tables") + "/*", "tables/"),
-    (_glob("analyse", "figures") + "/*", "figures/"),
-    (_glob("mix", "lengths"), "figures/"),
-    (_glob("evaluate", "summary"), "eval/{parent}.summary.json"),
+    (pattern("analyse", "report"), file_name("analyse", "report")),
+    (pattern("analyse", "tables") + "/*", "tables/"),
+    (pattern("analyse", "figures") + "/*", "figures/"),
+    (pattern("mix", "lengths"), "figures/"),
+    (pattern("evaluate", "summary"), "eval/{parent}.summary.json"),
     ("manifests/*.json", "manifests/"),
-    (_glob("collect", "summary"), "data/collect_summary.csv"),
-    (_glob("unify", "report"), "data/filter_report.json"),
-    (_glob("unify", "completer") + "/train_summary.json", "data/completer_summary.json"),
-    (_glob("mix", "stats"), "data/mixture_stats.json"),
-    (_glob("explore", "summary"), "data/explore_{parent}.json"),
-    (_glob("dpo", "pairs"), "data/dpo_pairs.jsonl"),
+    (pattern("collect", "summary"), "data/collect_summary.csv"),
+    (pattern("unify", "report"), "data/" + file_name("unify", "report")),
+    (pattern("unify", "completer") + "/" + TRAIN_SUMMARY, "data/completer_summary.json"),
+    (pattern("mix", "stats"), "data/mixture_stats.json"),
+    (pattern("explore", "summary"), "data/explore_{parent}.json"),
+    (pattern("dpo", "pairs"), "data/dpo_pairs.jsonl"),
 ]
 
 
@@ -194,8 +193,8 @@ def publish(rdir: Path, dest: Path, profile_path: Path) -> list[Path]:
     if not locate(rdir, "analyse", "report").exists():
         raise FileNotFoundError(f"{rdir}: no REPORT.md; run the analyse stage first")
     written = []
-    for pattern, target in PUBLISHED:
-        for src in sorted(rdir.glob(pattern)):
+    for glob, target in PUBLISHED:
+        for src in sorted(rdir.glob(glob)):
             if src.name.startswith("."):  # the runner's own caches, not results
                 continue
             if target.endswith("/"):

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.artifacts import read_json, read_jsonl
-from ..pipeline.stages import explore_iterations, locate
+from ..pipeline.stages import TRAIN_LOG, TRAIN_SUMMARY, explore_iterations, locate, pattern
 from .display import margins
 from .tables import COLUMNS
 
@@ -135,7 +135,7 @@ def data_sizes(profile: Any, rdir: Path) -> dict[str, dict[str, int]]:
             if summ.exists():
                 sizes["explore"] = read_json(summ)["selected"]
         if v.kind == "dpo":
-            summ = locate(rdir, "dpo", "model", variant=v.name) / "train_summary.json"
+            summ = locate(rdir, "dpo", "model", variant=v.name) / TRAIN_SUMMARY
             if summ.exists():
                 sizes["explore"] = read_json(summ)["pairs"]
         out[v.name] = sizes
@@ -148,7 +148,7 @@ def explore_summaries(rdir: Path, profile: Any = None) -> list[dict[str, Any]]:
         paths = [locate(rdir, "explore", "summary", i=i) for i in explore_iterations(profile)]
     else:
         paths = sorted(
-            Path(rdir).glob("explore/iter*/summary.json"),
+            Path(rdir).glob(pattern("explore", "summary")),
             key=lambda p: int(p.parent.name.removeprefix("iter")),
         )
     return [read_json(p) for p in paths if p.exists()]
@@ -206,7 +206,7 @@ def dpo_histories(profile: Any, rdir: Path) -> dict[str, list[tuple[int, float]]
     """The reward margins logged while each DPO variant trained."""
     out = {}
     for v in profile.variants:
-        log = locate(rdir, "dpo", "model", variant=v.name) / "train_log.jsonl"
+        log = locate(rdir, "dpo", "model", variant=v.name) / TRAIN_LOG
         if v.kind == "dpo" and log.exists():
             out[v.name] = margins(read_jsonl(log))
     return out

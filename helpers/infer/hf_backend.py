@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .decoding import Finished, decode_continuous
-from .generation import (
+from .interface import (
     Completion,
     OnResult,
     Prompt,

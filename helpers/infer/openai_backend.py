@@ -14,7 +14,7 @@ from typing import Any
 
 from ..pipeline.artifacts import append_jsonl, iter_jsonl
 from ..pipeline.secrets import redact
-from .generation import Completion, OnResult, Prompt, SamplingCfg
+from .interface import Completion, OnResult, Prompt, SamplingCfg
 
 log = logging.getLogger(__name__)
 

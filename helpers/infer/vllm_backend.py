@@ -17,7 +17,7 @@ from typing import Any
 
 from ..grading.problem import stable_hash
 from ..pipeline.machine import resolve_dtype
-from .generation import Completion, OnResult, Prompt, SamplingCfg, SourceSettings, render
+from .interface import Completion, OnResult, Prompt, SamplingCfg, SourceSettings, render
 from .nucleus import vllm_top_k_top_p
 
 # Share of the memory free when a CPU engine starts that its KV cache may take by default.

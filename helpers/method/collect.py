@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from ..grading.grade import grade
 from ..grading.problem import stable_hash
-from ..infer.generation import Completion, Prompt, SamplingCfg
+from ..infer.interface import Completion, Prompt, SamplingCfg
 from ..infer.openai_backend import OpenAIBackend
 from ..world.teachers import respond
 

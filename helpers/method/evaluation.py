@@ -9,9 +9,10 @@ from typing import Any
 
 from ..grading.formatting import chat_messages, parse_response
 from ..grading.grade import grade
-from ..infer.generation import Prompt, SamplingCfg
+from ..infer.interface import Prompt, SamplingCfg
 from ..pipeline.artifacts import append_jsonl, write_json, write_jsonl
 from ..pipeline.paths import rel
+from ..pipeline.stages import file_name, pattern
 
 
 def graded_record(ex: dict[str, Any], comp: Any) -> dict[str, Any]:
@@ -116,11 +117,11 @@ def evaluate_model(
     # bytes, so nothing downstream reruns for it (the manifest keeps the time).
     summary: dict[str, Any] = {"variant": variant, "model": shown, "benchmarks": {}}
     for name, recs in records.items():
-        write_jsonl(out_dir / f"{name}.jsonl", recs)
+        write_jsonl(out_dir / file_name("evaluate", "responses", benchmark=name), recs)
         summary["benchmarks"][name] = summarize(recs)
     if getattr(backend, "tokens", None):
         summary["tokens"] = dict(backend.tokens)
-    write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / file_name("evaluate", "summary"), summary)
     partial.unlink(missing_ok=True)
     partial.with_name(PARTIAL_META).unlink(missing_ok=True)
     return summary
@@ -195,21 +196,21 @@ def regrade(out_dir: Path, benchmarks: dict[str, list[dict[str, Any]]]) -> dict[
     from ..pipeline.artifacts import read_json, read_jsonl
 
     out_dir = Path(out_dir)
-    summary = read_json(out_dir / "summary.json")
+    summary = read_json(out_dir / file_name("evaluate", "summary"))
     changed = {}
     for name, examples in benchmarks.items():
         by_id = {ex["id"]: ex for ex in examples}
-        recs = read_jsonl(out_dir / f"{name}.jsonl")
+        recs = read_jsonl(out_dir / file_name("evaluate", "responses", benchmark=name))
         n = 0
         for r in recs:
             g = grade(r["response"], by_id[r["id"]], r["stop_reason"]).as_dict()
             n += g["correct"] != r["correct"]
             r.update(g)
-        write_jsonl(out_dir / f"{name}.jsonl", recs)
+        write_jsonl(out_dir / file_name("evaluate", "responses", benchmark=name), recs)
         summary["benchmarks"][name] = summarize(recs)
         changed[name] = n
     summary["regraded"] = {"changed_verdicts": changed, "at": time.strftime("%Y-%m-%d %H:%M")}
-    write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / file_name("evaluate", "summary"), summary)
     return summary
 
 
@@ -223,6 +224,6 @@ if __name__ == "__main__":  # python -m helpers.method.evaluation PROFILE: regra
     prof = load_profile(sys.argv[1])
     rdir = run_dir(prof.run)
     benches = load_benchmarks(prof, rdir)
-    for d in sorted((rdir / "eval").glob("*/summary.json")):
+    for d in sorted(rdir.glob(pattern("evaluate", "summary"))):
         s = regrade(d.parent, benches)
         print(f"{rel(d.parent)}: changed verdicts {s['regraded']['changed_verdicts']}")

@@ -21,11 +21,6 @@ from ..pipeline.artifacts import append_jsonl, cached_jsonl, settings_hash
 from ..pipeline.stages import locate
 from .pool import resume_pool
 
-# Exploration problems come from seeds of their own: disjoint from the benchmarks', the
-# training pools' and the SFT probe's ranges (decontamination checks it anyway).
-EXPLORE_SEED_BASE = 3_000_000
-
-
 # --------------------------------------------------------------------------- problems
 
 
@@ -53,6 +48,7 @@ def explore_problems(profile: Any, rdir: Path, pool_problems: list[dict[str, Any
 
 
 def _embedded(cfg: Any, seed: int, refs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from ..world.seeds import seed_base
     from ..world.tasks import POOL_FAMILIES, build_embedded, overlapping
 
     rows = []
@@ -60,7 +56,7 @@ def _embedded(cfg: Any, seed: int, refs: list[dict[str, Any]]) -> list[dict[str,
         n = cfg.problems // len(cfg.groups) + (k < cfg.problems % len(cfg.groups))
         # each family draws from its own seed, so one prefix keeps ids apart
         rows += build_embedded(
-            POOL_FAMILIES[group], n, EXPLORE_SEED_BASE + 7919 * seed, group, "explore"
+            POOL_FAMILIES[group], n, seed_base("explore", seed), group, "explore"
         )
     flagged = overlapping(rows, refs)
     return [r for r in rows if r["id"] not in flagged]
@@ -272,7 +268,7 @@ def explore(
     one written with other settings is set aside and exploration starts afresh.
     """
     from ..grading.formatting import render_prompt
-    from ..infer.generation import SourceSettings
+    from ..infer.interface import SourceSettings
 
     cfg, tok = settings, backend.tok
     fp = settings_hash({**settings, "model": model_name, "iteration": iteration})

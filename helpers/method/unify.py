@@ -19,7 +19,8 @@ from ..grading.formatting import (
     split_r1,
 )
 from ..grading.grade import math_equal
-from ..infer.generation import Prompt, SamplingCfg
+from ..infer.interface import Prompt, SamplingCfg
+from ..pipeline.stages import TRAIN_SUMMARY
 from ..world.tasks import overlapping
 
 # The chain's rules that apply to distilled responses, in report order.
@@ -184,7 +185,7 @@ def complete_thoughts(
     spec = training.spec_from_profile(profile, model, data, out_dir, prompt)
     spec.train = spec.train.model_copy(update={"epochs": profile.unify.completer_epochs})
     spec.target = "solution"
-    done = Path(out_dir) / "train_summary.json"
+    done = Path(out_dir) / TRAIN_SUMMARY
     summary = read_json(done) if done.exists() else {}
     same = summary.get("data_ids") == [d["id"] for d in data] and summary.get("spec") == (
         training.spec_key(spec)

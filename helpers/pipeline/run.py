@@ -27,6 +27,7 @@ from .plan import Execution, build_plan, covers, execution_fingerprint, select, 
 from .progress import ProgressLine, fmt_seconds
 from .schema import Profile, ProfileError
 from .secrets import redact, secret_values
+from .stages import locate
 
 TRACKED_PACKAGES = (
     "torch",
@@ -363,7 +364,7 @@ def closing_line(rdir: Path, outcomes: list[str], seconds: float, dry_run: bool)
         f"finished: {counts['ran']} ran, {counts['skip']} skipped, in {fmt_seconds(seconds)} "
         f"(stage time of the whole run so far: {fmt_seconds(stage)})"
     )
-    report = rdir / "REPORT.md"
+    report = locate(rdir, "analyse", "report")
     return line + (f"; report: {rel(report)}" if report.exists() else "")
 
 

@@ -97,6 +97,24 @@ def path(stage_name: str, output: str, **fields: Any) -> str:
     return p
 
 
+def pattern(stage_name: str, output: str, **fields: str) -> str:
+    """An output's path template as a glob relative to the run folder: every field not given
+    matches anything."""
+    template = stage(stage_name).writes[output]
+    names = [n for n in ("variant", "i", "benchmark", "mixture") if "{" + n + "}" in template]
+    return path(stage_name, output, **{n: fields.get(n, "*") for n in names})
+
+
+def file_name(stage_name: str, output: str, **fields: Any) -> str:
+    """The file name (last part) of one output of a stage."""
+    return Path(pattern(stage_name, output, **fields)).name
+
+
+# Every trained model's folder holds its training log and summary beside the checkpoint.
+TRAIN_LOG = "train_log.jsonl"
+TRAIN_SUMMARY = "train_summary.json"
+
+
 def locate(rdir: Path, stage_name: str, output: str, **fields: Any) -> Path:
     """Where one output of a stage lies in a run folder."""
     return Path(rdir) / path(stage_name, output, **fields)
@@ -152,7 +170,7 @@ STAGES: tuple[Stage, ...] = (
             Read("collect", "benchmark", lambda p, v: [{"benchmark": b} for b in p.benchmarks]),
         ),
         reads_doc="the benchmarks (decontamination)",
-        tokens_at="models/warmup/train_summary.json",
+        tokens_at=f"models/warmup/{TRAIN_SUMMARY}",
         applies=lambda p: p.warmup is not None,
     ),
     # Imitate (the paper's 2.2): distilled long-form thought, cleaned and mixed.
@@ -218,7 +236,7 @@ STAGES: tuple[Stage, ...] = (
         per_variant=lambda v: v.kind == "sft",
         runs_doc="per SFT variant",
         reads_doc="a mixture (+ explored data)",
-        tokens_at="models/{variant}/train_summary.json",
+        tokens_at="models/{variant}/" + TRAIN_SUMMARY,
     ),
     # Explore (2.3): rollouts until one is right, one global pool, selection by perplexity.
     Stage(
@@ -266,7 +284,7 @@ STAGES: tuple[Stage, ...] = (
         per_variant=lambda v: v.kind == "dpo",
         runs_doc="per DPO variant",
         reads_doc="the pool, the first-round model",
-        tokens_at="models/{variant}/train_summary.json",
+        tokens_at="models/{variant}/" + TRAIN_SUMMARY,
     ),
     # Evaluate and analyse (3): greedy on the three benchmarks, the tables beside the paper's.
     Stage(

@@ -20,6 +20,7 @@ from ..pipeline.artifacts import write_json, write_jsonl
 from ..pipeline.machine import resolve_dtype
 from ..pipeline.paths import rel
 from ..pipeline.schema import TrainCfg
+from ..pipeline.stages import TRAIN_LOG, TRAIN_SUMMARY
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def launch_distributed(
         raise RuntimeError(
             f"training through accelerate failed (exit {result.returncode}): {' '.join(cmd)}"
         )
-    return json.loads((out / "train_summary.json").read_text())
+    return json.loads((out / TRAIN_SUMMARY).read_text())
 
 
 def _cuda() -> bool:
@@ -349,14 +350,14 @@ def save_trained(
     tok.padding_side = "left"
     save_model(trained, tok, out)
     history = [h for h in trainer.state.log_history if "loss" in h]
-    write_jsonl(out / "train_log.jsonl", history)
+    write_jsonl(out / TRAIN_LOG, history)
     summary = {
         "tokens": dict(getattr(trainer, "token_counts", {})),
         "method": method,
         "steps": trainer.state.global_step,
         **summary,
     }
-    write_json(out / "train_summary.json", summary)
+    write_json(out / TRAIN_SUMMARY, summary)
     shutil.rmtree(work, ignore_errors=True)
     log.info("saved %s", rel(out))
     return summary

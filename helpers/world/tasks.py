@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..grading.problem import choice_question, freeze, gym_dataset, stable_hash
-from ..pipeline.artifacts import cached_jsonl
+from ..pipeline.artifacts import cached_jsonl, read_jsonl
 from ..pipeline.stages import locate
+from .seeds import FAMILY_SPREAD, seed_base
 from .sources import load_aime2024, load_gpqa_diamond, load_math500, load_pool
 
 
@@ -118,9 +119,6 @@ POOL_FAMILIES = {
     "other": ["knights_knaves", "family", "siblings", "syllogism"],
 }
 GROUP_OF_KIND = {"normal": "normal_math", "hard": "hard_math", "other": "other"}
-# Benchmarks and pools draw from disjoint seed ranges; decontamination checks it anyway.
-BENCH_SEED_BASE = 9_000_000
-POOL_SEED_BASE = 1_000
 
 RELATIONS = [
     "mother",
@@ -232,7 +230,7 @@ def make_example(
 def build_embedded(
     kind_families: list[str],
     size: int,
-    seed_base: int,
+    base: int,
     group: str,
     prefix: str,
     mixed_choice: bool = False,
@@ -244,7 +242,7 @@ def build_embedded(
     ]
     out = []
     for fam, n in zip(kind_families, per, strict=True):
-        seed = seed_base + stable_hash(fam) % 100_000
+        seed = base + stable_hash(fam) % FAMILY_SPREAD
         for i in range(n):
             # In training pools, half the choice-capable problems appear in open form too.
             as_choice = (i % 2 == 0) if (mixed_choice and FAMILIES[fam].choice) else None
@@ -264,7 +262,7 @@ def build_benchmark(name: str, cfg: Any, seed: int = 0) -> list[dict[str, Any]]:
         rows = build_embedded(
             BENCHMARK_FAMILIES[cfg.kind],
             cfg.size,
-            BENCH_SEED_BASE,
+            seed_base("benchmarks"),
             GROUP_OF_KIND[cfg.kind],
             f"bench-{name}",
         )
@@ -359,7 +357,7 @@ def build_pools(
         rows += build_embedded(
             POOL_FAMILIES[group],
             cfg.size,
-            POOL_SEED_BASE + 7919 * profile.seed,
+            seed_base("pools", profile.seed),
             group,
             f"pool-{group}",
             mixed_choice=True,
@@ -367,3 +365,19 @@ def build_pools(
     refs = [r for rs in benchmarks.values() for r in rs]
     flagged = overlapping(rows, refs)
     return [r for r in rows if r["id"] not in flagged], len(flagged)
+
+
+def dev_problems(profile: Any, rdir: Path, group: str, n: int) -> list[dict[str, Any]]:
+    """n fresh problems of a pool group's families from the dev seed range, for choosing
+    settings (tools/calibrate_world.py, tools/sft_probe.py): none is a benchmark, a pool or an
+    explore problem (those overlapping one are dropped)."""
+    rows = build_embedded(
+        POOL_FAMILIES[group], n, seed_base("dev", profile.seed), group, f"dev-{group}"
+    )
+    benches = load_benchmarks(profile, rdir)
+    refs = [r for rs in benches.values() for r in rs] + build_pools(profile, benches)[0]
+    explore = locate(rdir, "explore", "problems")
+    if explore.exists():
+        refs += read_jsonl(explore)
+    flagged = overlapping(rows, refs)
+    return [r for r in rows if r["id"] not in flagged]

@@ -20,10 +20,10 @@ import re
 from typing import Any
 
 from ..grading.problem import stable_hash
+from .seeds import seed_base
 from .solvers import SLIP_NOTE
 from .tasks import POOL_FAMILIES, build_embedded, overlapping
 
-WARMUP_SEED_BASE = 20_000  # disjoint from the pools', benchmarks', explore and dev ranges
 STEP = re.compile(r"(?<![\d)])(-?\d+) ([-+*]) \(?(-?\d+)\)? = (-?\d+)(?!\d)")
 
 
@@ -42,7 +42,7 @@ def step_facts(thought: str) -> list[tuple[int, str, int, int]]:
 
 def _math_problems(n: int, seed: int) -> list[dict[str, Any]]:
     families = POOL_FAMILIES["normal_math"] + POOL_FAMILIES["hard_math"]
-    return build_embedded(families, n, WARMUP_SEED_BASE + 7919 * seed, "warmup", "warmup")
+    return build_embedded(families, n, seed_base("warmup_steps", seed), "warmup", "warmup")
 
 
 def atomic_rows(n: int, seed: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -87,7 +87,7 @@ def answer_rows(
     """n normal-family problems with their answer only, asked with `instruction` (a row's own
     `prompt`); none overlapping a reference."""
     problems = build_embedded(
-        POOL_FAMILIES["normal_math"], n, WARMUP_SEED_BASE + 104729 * (seed + 1), "warmup", "warm"
+        POOL_FAMILIES["normal_math"], n, seed_base("warmup_answers", seed), "warmup", "warm"
     )
     flagged = overlapping(problems, references)
     return [
