@@ -100,13 +100,23 @@ PROMPT_ROOM = 512
 
 
 def context_length(profile: Any) -> int:
-    """The longest prompt + response any stage of a profile asks an engine for: its longest
-    generation limit plus PROMPT_ROOM, or its longest training row (scoring a pool's rollouts,
-    the completer's question + thought prompts), whichever is longer."""
+    """The longest prompt + response the running stage can ask an engine for: the longest
+    generation limit of the sections it reads plus PROMPT_ROOM, or their longest training row
+    (the completer's question + thought prompts, pairs scored for DPO), whichever is longer.
+
+    Only the sections the stage's record lists are read (all of them outside the runner): what
+    it cannot read, it cannot ask for.
+    """
+    from ..pipeline.schema import readable
+
     limits = [profile.generation.max_new_tokens]
-    if profile.explore is not None:
+    if readable(profile, "explore") and profile.explore is not None:
         limits.append(profile.explore.max_new_tokens)
-    rows = [s.max_length for s in (profile.sft, profile.dpo) if s is not None]
+    rows = [
+        getattr(profile, s).max_length
+        for s in ("sft", "dpo")
+        if readable(profile, s) and getattr(profile, s) is not None
+    ]
     return max([max(limits) + PROMPT_ROOM, *rows])
 
 

@@ -436,6 +436,12 @@ def _at(loc: tuple, message: str) -> ValueError:
 _SECTIONS = frozenset(Profile.model_fields) - set(ALWAYS_READABLE)
 
 
+def readable(profile: Profile, section: str) -> bool:
+    """Whether the stage running now may read a section (always, outside the runner)."""
+    allowed = getattr(profile, "_readable", None)
+    return allowed is None or section in allowed
+
+
 def guard_sections(profile: Profile, sections: tuple[str, ...] | None) -> Profile:
     """Make a profile refuse any section outside `sections` (None: allow everything)."""
     profile._readable = None if sections is None else frozenset(sections)
