@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from helpers.analysis.figures import ONE_INSTRUCTION_SET
+from helpers.pipeline.machine import HELD_TO_AVX2
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Before torch is imported: this session, and nbval's kernels, compute with AVX2 kernels, so the
-# numbers the notebooks show are the same on every machine (helpers.analysis.figures).
-os.environ.update(ONE_INSTRUCTION_SET)
+# numbers the notebooks show are the same on every machine (helpers.pipeline.machine).
+os.environ.update(HELD_TO_AVX2)
 os.environ["STILL_OUTPUTS"] = tempfile.mkdtemp(prefix="still-test-outputs-")
 atexit.register(shutil.rmtree, os.environ["STILL_OUTPUTS"], ignore_errors=True)
 os.environ.setdefault(

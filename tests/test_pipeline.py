@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers.analysis.figures import ONE_INSTRUCTION_SET, compare, expected_path, run_figures
+from helpers.analysis.digest import run_figures
+from helpers.pipeline.machine import HELD_TO_AVX2
+from tests.pins import compare, expected_path
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +23,7 @@ def run(*args):
         capture_output=True,
         text=True,
         timeout=1500,
-        env={**os.environ, **ONE_INSTRUCTION_SET},
+        env={**os.environ, **HELD_TO_AVX2},
     )
 
 
@@ -51,7 +53,7 @@ def test_smoke_profile_end_to_end_then_skips():
     ]:
         assert (rdir / artifact).exists(), artifact
     assert "| Thought, SFT loss | dpo_thought |" in (rdir / "REPORT.md").read_text()
-    # The numbers a reader relies on, pinned: `python -m helpers.analysis.figures params/smoke.yaml
+    # The numbers a reader relies on, pinned: `python -m tests.pins params/smoke.yaml
     # --update` rewrites them after an intended change (its commit says why).
     expected = json.loads(expected_path("smoke").read_text())
     moved = compare(expected, run_figures(rdir))

@@ -169,7 +169,7 @@ def test_publish_copies_the_report_but_no_models(tmp_path):
 
 
 def test_a_moved_figure_is_named_with_both_values():
-    from helpers.analysis.figures import compare
+    from tests.pins import compare
 
     expected = {"eval.sft_small.normal.accuracy": 25.0, "dpo.pairs": 2, "unify.kept": 30}
     found = {"eval.sft_small.normal.accuracy": 50.0, "dpo.pairs": 2, "mix.small.size": 6}

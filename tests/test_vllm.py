@@ -138,7 +138,7 @@ def test_the_smoke_profile_runs_the_whole_method_on_vllm(tmp_outputs, tmp_path):
 
     import yaml
 
-    from helpers.analysis.figures import ONE_INSTRUCTION_SET
+    from helpers.pipeline.machine import HELD_TO_AVX2
     from helpers.pipeline.paths import repo_root
 
     data = yaml.safe_load((repo_root() / "params" / "smoke.yaml").read_text())
@@ -153,7 +153,7 @@ def test_the_smoke_profile_runs_the_whole_method_on_vllm(tmp_outputs, tmp_path):
         text=True,
         timeout=1500,
         cwd=repo_root(),
-        env={**os.environ, **ONE_INSTRUCTION_SET},
+        env={**os.environ, **HELD_TO_AVX2},
     )
     assert out.returncode == 0, out.stderr[-3000:]
     rdir = tmp_outputs / "smoke_vllm"

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from helpers.analysis.figures import ONE_INSTRUCTION_SET
+from helpers.pipeline.machine import HELD_TO_AVX2
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL = "slow-thinking"
@@ -31,7 +31,7 @@ def main() -> None:
         reuse, args = Path(args[1]).resolve(), args[2:]
     names = args or sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("notebooks/*.ipynb"))
     with tempfile.TemporaryDirectory(prefix="still-refresh-") as tmp:
-        env = {**os.environ, **ONE_INSTRUCTION_SET, "STILL_OUTPUTS": str(reuse or tmp)}
+        env = {**os.environ, **HELD_TO_AVX2, "STILL_OUTPUTS": str(reuse or tmp)}
         # the plan skips every stage that is done, so a reused root costs a check only
         subprocess.run(
             [sys.executable, "-m", "helpers.run", "params/smoke.yaml"],

@@ -20,6 +20,13 @@ HOLD_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTR
 # oneDNN ISA names (ONEDNN_MAX_CPU_ISA) under which bf16 matmuls run on native instructions.
 ONEDNN_BF16_ISAS = {"ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512"}
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+# The kernels held to AVX2: the same numbers on AVX2-only and AVX-512 machines (fp32 throughout).
+# The tests, nbval's kernels and `make notebooks` run so; the smoke figures are pinned so.
+HELD_TO_AVX2 = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+}
 
 
 @cache
