@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PARAMS ?= params/tiny.yaml
 KERNEL := slow-thinking
 
-.PHONY: setup reproduce test lint format publish bench lab notebooks
+.PHONY: setup reproduce test test-fast test-stage test-smoke lint format publish bench lab notebooks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,17 @@ setup: $(VENV)/.installed
 reproduce: setup
 	$(BIN)/python -m helpers.run $(PARAMS) $(ARGS)
 
-test: setup
+test: setup   # every tier: unit, stage and smoke (CI runs this)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup   # unit tests only: no model loaded (minutes)
+	$(BIN)/python -m pytest tests -m unit $(PYTEST_ARGS)
+
+test-stage: setup   # tests that load the backbone, train, generate or launch
+	$(BIN)/python -m pytest tests -m stage $(PYTEST_ARGS)
+
+test-smoke: setup   # the smoke profile end to end, then nbval over the notebooks
+	$(BIN)/python -m pytest -m smoke $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

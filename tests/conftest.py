@@ -98,3 +98,27 @@ def sample(model, source, **settings):
 
     args = dict(head=[], pad_id=0, eos=None, temperature=1.0, logprobs=True)
     return decode(model, source, **{**args, **settings})
+
+
+# The suite in tiers (`make test-fast`, `make test-stage`, `make test-smoke`; `make test` runs
+# all): unit tests need no model; stage tests load the backbone, train, start an engine or
+# launch processes; smoke tests run the smoke profile end to end and nbval over the notebooks.
+STAGE_FILES = {"test_vllm.py", "test_launch.py", "test_runner.py", "test_runner_safety.py"}
+STAGE_FIXTURES = {"backbone", "make_trainer", "engine", "model_dir"}
+SMOKE_FILES = {"test_pipeline.py"}
+
+
+def tier(item: pytest.Item) -> str:
+    """The tier a test belongs to (see STAGE_FILES, STAGE_FIXTURES, SMOKE_FILES)."""
+    name = Path(str(item.fspath)).name
+    if name.endswith(".ipynb") or name in SMOKE_FILES or item.get_closest_marker("slow"):
+        return "smoke"
+    if name in STAGE_FILES or STAGE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return "stage"
+    return "unit"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its tier, so `-m unit` (and stage, smoke) selects it."""
+    for item in items:
+        item.add_marker(getattr(pytest.mark, tier(item)))

@@ -24,9 +24,14 @@ def modules() -> list[Path]:
     return sorted(p for p in HELPERS.rglob("*.py") if p.name != "__init__.py")
 
 
-def imported(path: Path) -> list[tuple[str, int]]:
-    """The helpers modules a file imports (anywhere in it), as dotted names, with lines."""
+def imported(path: Path, runtime: bool = False) -> list[tuple[str, int]]:
+    """The helpers modules a file imports (anywhere in it), as dotted names, with lines
+    (runtime: leaving out imports for type checking only)."""
     tree = ast.parse(path.read_text())
+    if runtime:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+                node.body = []
     package = ["helpers", *path.relative_to(HELPERS).parent.parts]
     out = []
     for node in ast.walk(tree):
@@ -86,11 +91,15 @@ def test_modules_and_functions_are_short_enough_to_read():
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Every helpers module and the helpers modules it imports (at the top or in a function)."""
+    """Every helpers module and the helpers modules it imports when it runs (at the top or in a
+    function; imports for type checking only do not run)."""
     names = {
         ".".join(("helpers", *p.relative_to(HELPERS).with_suffix("").parts)): p for p in modules()
     }
-    return {m: {n for n, _ in imported(p) if n in names and n != m} for m, p in names.items()}
+    return {
+        m: {n for n, _ in imported(p, runtime=True) if n in names and n != m}
+        for m, p in names.items()
+    }
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -173,7 +173,7 @@ def agreement(model_dir: str, n: int) -> dict[str, Any]:
     from helpers.grading.answers import extract_answer  # (answer, how it was read)
     from helpers.grading.formatting import chat_messages, load_prompt
     from helpers.grading.grade import grade
-    from helpers.infer.generation import release
+    from helpers.infer.generation import free
     from helpers.infer.interface import Prompt, SamplingCfg
     from helpers.infer.vllm_backend import VLLMBackend
     from helpers.pipeline.config import load_profile
@@ -190,7 +190,7 @@ def agreement(model_dir: str, n: int) -> dict[str, Any]:
     for dtype in ("fp32", "bf16"):
         be = VLLMBackend(model_dir, dtype=TORCH_DTYPES[dtype], max_model_len=1024, progress=False)
         outs = be.generate(asks, SamplingCfg(max_new_tokens=prof.generation.max_new_tokens))
-        release(be)
+        free(be)
         answers[dtype] = [extract_answer(o[0].text) for o in outs]
         correct[dtype] = [
             grade(o[0].text, p, o[0].stop_reason).correct for o, p in zip(outs, probs, strict=True)

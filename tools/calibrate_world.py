@@ -37,7 +37,7 @@ from pathlib import Path
 
 from helpers.grading.formatting import chat_messages, load_prompt
 from helpers.grading.grade import grade
-from helpers.infer.generation import backend_from_profile, release
+from helpers.infer.generation import backend_from_profile, free
 from helpers.infer.interface import Prompt, SamplingCfg
 from helpers.infer.models import starting_model, variant_model
 from helpers.method.pool import pass_at_k
@@ -180,7 +180,7 @@ def main() -> None:
         t0 = time.time()
         be = backend_from_profile(profile, model, local=True)
         report[name] = {**fn(be), "seconds": round(time.time() - t0)}
-        release(be)
+        free(be)
         print(name, json.dumps(report[name]), flush=True)
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 

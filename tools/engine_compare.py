@@ -29,7 +29,7 @@ from pathlib import Path
 from calibrate_world import dev_problems
 
 from helpers.grading.formatting import load_prompt, render_prompt
-from helpers.infer.generation import make_backend, release
+from helpers.infer.generation import free, make_backend
 from helpers.method.evaluation import evaluate_benchmarks
 from helpers.method.explore import explore, settings
 from helpers.method.pool import iteration_stats
@@ -74,7 +74,7 @@ def one_engine(kind: str, profile, model: str, benches, explore_dev, out: Path) 
     t2 = time.time()
     scores = be.score(p_ids, r_ids)
     scored = time.time() - t2
-    release(be)
+    free(be)
     return {
         "start_s": round(started, 1),
         "evaluation_s": round(evaluated, 1),

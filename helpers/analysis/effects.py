@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..pipeline.schema import Profile
 from .stats import mcnemar, paired_bootstrap
 from .tables import COLUMNS, PAPER_ROWS
 
@@ -53,7 +54,7 @@ def verdict(ours: float, paper: float, p: float) -> str:
     return f"not shown ({direction})" if direction else "not shown"
 
 
-def _pairs(profile: Any) -> list[tuple[str, str, str, str, str]]:
+def _pairs(profile: Profile) -> list[tuple[str, str, str, str, str]]:
     """Each claim's comparison on this profile's variants, with its seed replicates:
     (claim, paper's better row, worse row, our first variant, our second variant)."""
     variant_of = {r: v.name for v in profile.variants for r in v.paper_rows}
@@ -74,7 +75,7 @@ def _pairs(profile: Any) -> list[tuple[str, str, str, str, str]]:
     return out
 
 
-def effects(profile: Any, summaries: dict[str, dict]) -> Any:
+def effects(profile: Profile, summaries: dict[str, dict]) -> Any:
     """Each of the paper's comparisons on our run, tested on the same problems (and again on
     each seed the two variants are both replicated with).
 

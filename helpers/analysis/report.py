@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.artifacts import atomic_write_text
+from ..pipeline.schema import Profile
 from ..pipeline.stages import TRAIN_SUMMARY, file_name, locate, pattern
 from .effects import effects
 from .rundata import data_summary, explore_table, stage_timings
@@ -30,7 +31,7 @@ def figure(rdir: Path, key: str) -> Path:
     return locate(rdir, "analyse", "figures") / FIGURES[key][0]
 
 
-def _header(profile: Any, summaries: dict[str, dict], missing: list[str]) -> list[str]:
+def _header(profile: Profile, summaries: dict[str, dict], missing: list[str]) -> list[str]:
     lines = [
         f"# Reproduction report: run `{profile.run}`",
         "",
@@ -97,7 +98,7 @@ def _section(title: str, intro: str, body: str) -> list[str]:
     return ["", f"## {title}", "", intro, "", body]
 
 
-def _effects(profile: Any, summaries: dict[str, dict]) -> list[str]:
+def _effects(profile: Profile, summaries: dict[str, dict]) -> list[str]:
     eff = effects(profile, summaries)
     if not len(eff):
         return []
@@ -109,7 +110,7 @@ def _effects(profile: Any, summaries: dict[str, dict]) -> list[str]:
     return _section("Effects: the paper's comparisons on this run", intro, markdown(eff))
 
 
-def _data_and_exploration(profile: Any, rdir: Path) -> list[str]:
+def _data_and_exploration(profile: Profile, rdir: Path) -> list[str]:
     lines: list[str] = []
     data = data_summary(rdir)
     if data:
@@ -125,7 +126,7 @@ def _data_and_exploration(profile: Any, rdir: Path) -> list[str]:
     return lines
 
 
-def _time(profile: Any, rdir: Path) -> list[str]:
+def _time(profile: Profile, rdir: Path) -> list[str]:
     timings = stage_timings(rdir, profile)
     if not len(timings):
         return []
@@ -147,7 +148,11 @@ def _figures(rdir: Path) -> list[str]:
 
 
 def write_report(
-    profile: Any, rdir: Path, tabs: dict[str, Any], summaries: dict[str, dict], missing: list[str]
+    profile: Profile,
+    rdir: Path,
+    tabs: dict[str, Any],
+    summaries: dict[str, dict],
+    missing: list[str],
 ) -> Path:
     """Write tables (md, csv) and REPORT.md for the run; return the report's path."""
     rdir = Path(rdir)

@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.artifacts import read_json, read_jsonl
+from ..pipeline.schema import Profile
 from ..pipeline.stages import TRAIN_LOG, TRAIN_SUMMARY, explore_iterations, locate, pattern
 from .display import margins
 from .tables import COLUMNS
 
 
-def mixture_thought_words(profile: Any, rdir: Path) -> dict[str, float]:
+def mixture_thought_words(profile: Profile, rdir: Path) -> dict[str, float]:
     """Mean thought length (words) of the mixture each SFT variant trained on."""
     path = locate(rdir, "mix", "stats")
     if not path.exists():
@@ -24,7 +25,7 @@ def mixture_thought_words(profile: Any, rdir: Path) -> dict[str, float]:
     }
 
 
-def long_accuracy(profile: Any, summaries: dict[str, dict], words: dict[str, float]) -> Any:
+def long_accuracy(profile: Profile, summaries: dict[str, dict], words: dict[str, float]) -> Any:
     """A long table (variant, benchmark, accuracy, thought_words) for plots."""
     import pandas as pd
 
@@ -52,7 +53,7 @@ TOKEN_COLUMNS = {
 }
 
 
-def stage_timings(rdir: Path, profile: Any = None) -> Any:
+def stage_timings(rdir: Path, profile: Profile = None) -> Any:
     """One row per finished execution: stage, variant, minutes, and the tokens it paid for.
 
     Minutes come from the manifests; tokens from the artifact each stage's record names
@@ -118,7 +119,7 @@ def data_summary(rdir: Path) -> list[str]:
     return lines
 
 
-def data_sizes(profile: Any, rdir: Path) -> dict[str, dict[str, int]]:
+def data_sizes(profile: Profile, rdir: Path) -> dict[str, dict[str, int]]:
     """Per variant, the data it trained on: distilled demonstrations, explored ones, DPO pairs."""
     rdir = Path(rdir)
     stats_path = locate(rdir, "mix", "stats")
@@ -142,7 +143,7 @@ def data_sizes(profile: Any, rdir: Path) -> dict[str, dict[str, int]]:
     return out
 
 
-def explore_summaries(rdir: Path, profile: Any = None) -> list[dict[str, Any]]:
+def explore_summaries(rdir: Path, profile: Profile = None) -> list[dict[str, Any]]:
     """Each exploration iteration's summary, in order (those the profile names, or on disk)."""
     if profile is not None:
         paths = [locate(rdir, "explore", "summary", i=i) for i in explore_iterations(profile)]
@@ -154,7 +155,7 @@ def explore_summaries(rdir: Path, profile: Any = None) -> list[dict[str, Any]]:
     return [read_json(p) for p in paths if p.exists()]
 
 
-def explore_table(rdir: Path, profile: Any = None) -> Any:
+def explore_table(rdir: Path, profile: Profile = None) -> Any:
     """Per iteration: who explored, problems solved, rollouts, tokens, and the saving against
     drawing the full number of rollouts for every problem."""
     import pandas as pd
@@ -180,7 +181,7 @@ def explore_table(rdir: Path, profile: Any = None) -> Any:
     return pd.DataFrame(rows)
 
 
-def accuracy_by_iteration(profile: Any, summaries: dict[str, dict]) -> Any:
+def accuracy_by_iteration(profile: Profile, summaries: dict[str, dict]) -> Any:
     """Accuracy per benchmark against the explore iteration (0: the first-round model)."""
     import pandas as pd
 
@@ -202,7 +203,7 @@ def accuracy_by_iteration(profile: Any, summaries: dict[str, dict]) -> Any:
     return pd.DataFrame(rows, columns=["iteration", "benchmark", "accuracy"])
 
 
-def dpo_histories(profile: Any, rdir: Path) -> dict[str, list[tuple[int, float]]]:
+def dpo_histories(profile: Profile, rdir: Path) -> dict[str, list[tuple[int, float]]]:
     """The reward margins logged while each DPO variant trained."""
     out = {}
     for v in profile.variants:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.artifacts import read_json
+from ..pipeline.schema import Profile
 from ..pipeline.stages import locate
 from .stats import bootstrap_ci
 
@@ -142,14 +143,14 @@ def load_summaries(rdir: Path, variants: list[Any]) -> tuple[dict[str, dict], li
     return found, missing
 
 
-def kind_columns(profile: Any) -> dict[str, str]:
+def kind_columns(profile: Profile) -> dict[str, str]:
     """Map the profile's benchmark names to the paper's columns through their kind."""
     return {name: COLUMNS[b.kind] for name, b in profile.benchmarks.items()}
 
 
 def build_table(
     table: int,
-    profile: Any,
+    profile: Profile,
     summaries: dict[str, dict],
     thought_words: dict[str, float] | None = None,
     data_sizes: dict[str, dict[str, int]] | None = None,

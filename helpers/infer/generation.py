@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ..pipeline.schema import Profile
 from .interface import Backend
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def make_backend(
 
 
 def backend_from_profile(
-    profile: Any, model: str, *, local: bool = False, **overrides: Any
+    profile: Profile, model: str, *, local: bool = False, **overrides: Any
 ) -> Backend:
     """The generation backend a profile's `generation` section describes, for one model.
 
@@ -99,7 +100,7 @@ def backend_from_profile(
 PROMPT_ROOM = 512
 
 
-def context_length(profile: Any) -> int:
+def context_length(profile: Profile) -> int:
     """The longest prompt + response the running stage can ask an engine for: the longest
     generation limit of the sections it reads plus PROMPT_ROOM, or their longest training row
     (the completer's question + thought prompts, pairs scored for DPO), whichever is longer.
@@ -120,7 +121,7 @@ def context_length(profile: Any) -> int:
     return max([max(limits) + PROMPT_ROOM, *rows])
 
 
-def release(backend: Any) -> None:
+def free(backend: Any) -> None:
     """Free what a local backend holds (an engine, a model) before the process needs the memory."""
     import gc
 

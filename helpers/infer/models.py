@@ -10,6 +10,7 @@ from typing import Any
 
 from ..pipeline.machine import resolve_dtype
 from ..pipeline.paths import cache_root, rel
+from ..pipeline.schema import Profile
 from ..pipeline.stages import locate
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def save_model(model: Any, tokenizer: Any, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def starting_model(profile: Any, rdir: Path) -> str:
+def starting_model(profile: Profile, rdir: Path) -> str:
     """The model the method starts from: the warmed-up backbone when the profile warms up (its
     checkpoint must exist), else the backbone as shipped."""
     if profile.warmup is None:
@@ -150,7 +151,7 @@ def starting_model(profile: Any, rdir: Path) -> str:
     return str(path)
 
 
-def variant_model(profile: Any, rdir: Path, name: str) -> str:
+def variant_model(profile: Profile, rdir: Path, name: str) -> str:
     """Return what to load for a variant: the backbone (as shipped, or warmed up), or the run's
     trained checkpoint."""
     from ..pipeline.config import variant

@@ -18,13 +18,16 @@ from typing import Any
 from ..grading.formatting import END_SOLUTION, parse_response
 from ..infer.decoding import Finished
 from ..pipeline.artifacts import append_jsonl, cached_jsonl, settings_hash
+from ..pipeline.schema import Profile
 from ..pipeline.stages import locate
 from .pool import resume_pool
 
 # --------------------------------------------------------------------------- problems
 
 
-def explore_problems(profile: Any, rdir: Path, pool_problems: list[dict[str, Any]]) -> list[dict]:
+def explore_problems(
+    profile: Profile, rdir: Path, pool_problems: list[dict[str, Any]]
+) -> list[dict]:
     """The problems explored (built once per settings), none overlapping a benchmark or a
     distillation pool problem: real problems from the explore section's sources, or else the
     embedded families of its groups, sharing `problems` out."""
@@ -317,7 +320,7 @@ def explore(
         recorder.close()
 
 
-def settings(profile: Any) -> dict[str, Any]:
+def settings(profile: Profile) -> dict[str, Any]:
     """The exploration settings that decide a pool's rollouts (its resume fingerprint)."""
     cfg = profile.explore.model_dump(
         exclude={"select", "start", "problems", "pool_files", "pool_files_unmatched"}

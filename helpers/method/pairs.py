@@ -14,6 +14,7 @@ from typing import Any
 
 from ..pipeline.artifacts import Digests, cached_jsonl
 from ..pipeline.config import resolve_path
+from ..pipeline.schema import Profile
 from ..pipeline.stages import explore_iterations, locate
 from .pool import global_pool, pool_path
 from .selection import perplexities
@@ -62,7 +63,7 @@ def pair_rows(pool: list[dict[str, Any]], perplexity: dict[str, float]) -> list[
 
 
 def build_pairs(
-    profile: Any,
+    profile: Profile,
     rdir: Path,
     backend: Any,
     init_name: str,

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..grading.formatting import parse_response
 from ..pipeline.artifacts import iter_jsonl, read_json, write_json
+from ..pipeline.schema import Profile
 from ..pipeline.stages import locate
 
 
@@ -140,7 +141,7 @@ def load_pool(
 
 
 def global_pool(
-    profile: Any, rdir: Path, upto: int, problems: list[dict[str, Any]]
+    profile: Profile, rdir: Path, upto: int, problems: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The profile's global pool up to an iteration: its pool files, then this run's rollouts."""
     cfg = profile.explore

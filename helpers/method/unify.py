@@ -20,6 +20,7 @@ from ..grading.formatting import (
 )
 from ..grading.grade import math_equal
 from ..infer.interface import Prompt, SamplingCfg
+from ..pipeline.schema import Profile
 from ..pipeline.stages import TRAIN_SUMMARY
 from ..world.tasks import overlapping
 
@@ -156,7 +157,7 @@ def completer_demos(r1_demos: list[dict[str, Any]], n: int) -> list[dict[str, An
 
 
 def complete_thoughts(
-    profile: Any,
+    profile: Profile,
     items: list[dict[str, Any]],
     r1_demos: list[dict[str, Any]],
     out_dir: Path,

@@ -1,6 +1,6 @@
 """The warm-up (stage 00): the backbone made a fast thinker of this world before the method.
 
-Full fine-tuning on answer-only examples (helpers.world.warmup): the world's atomic steps as the
+Full fine-tuning on answer-only examples (helpers.world.warmup_data): the world's atomic steps as the
 teachers' thoughts write them, animal facts, and normal problems with their answer alone. The
 model it writes is where every SFT variant, the QwQ completer and the backbone row start from;
 the backbone as shipped is kept as the `raw` variant beside it.
@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from ..grading.formatting import load_prompt
+from ..pipeline.schema import Profile
 from ..train.sft import SFTSpec, train_sft
 from ..world.tasks import load_benchmarks
-from ..world.warmup import warmup_rows
+from ..world.warmup_data import warmup_rows
 
 
-def warmup_spec(profile: Any, rdir: Path, out_dir: Path) -> SFTSpec:
+def warmup_spec(profile: Profile, rdir: Path, out_dir: Path) -> SFTSpec:
     """The warm-up's training: its examples, no instruction (answer-only turns), its settings."""
     refs = [r for rs in load_benchmarks(profile, rdir).values() for r in rs]
     instruction = load_prompt(profile.prompt_file) if profile.warmup.instruction else ""

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from .schema import Profile
 
-def _pool_size(profile: Any) -> int:
+
+def _pool_size(profile: Profile) -> int:
     return sum(p.size for p in profile.pools.values())
 
 
-def _warmup(profile: Any, v: Any) -> tuple[int, int]:
+def _warmup(profile: Profile, v: Any) -> tuple[int, int]:
     cfg = profile.warmup
     return 0, int(cfg.examples * cfg.epochs) * cfg.max_length
 
 
-def _collect(profile: Any, v: Any) -> tuple[int, int]:
+def _collect(profile: Profile, v: Any) -> tuple[int, int]:
     # Embedded teachers are programs: they generate nothing a model pays for.
     gen = sum(
         t.rollouts * _pool_size(profile) * t.max_new_tokens
@@ -29,7 +31,7 @@ def _collect(profile: Any, v: Any) -> tuple[int, int]:
     return gen, 0
 
 
-def _unify(profile: Any, v: Any) -> tuple[int, int]:
+def _unify(profile: Profile, v: Any) -> tuple[int, int]:
     # Only QwQ-style responses need the completer: trained on R1-style ones, it writes their
     # solutions.
     qwq = sum(t.rollouts for t in profile.teachers if t.style == "qwq") * _pool_size(profile)
@@ -39,25 +41,25 @@ def _unify(profile: Any, v: Any) -> tuple[int, int]:
     return qwq * profile.unify.solution_max_tokens, train * profile.sft.max_length
 
 
-def _sft(profile: Any, v: Any) -> tuple[int, int]:
+def _sft(profile: Profile, v: Any) -> tuple[int, int]:
     rows = profile.mixtures[v.mixture].size
     if v.explore_iteration and profile.explore is not None:
         rows += profile.explore.problems * profile.explore.select.per_problem
     return 0, int(rows * profile.sft.epochs) * profile.sft.max_length
 
 
-def _explore(profile: Any, v: Any) -> tuple[int, int]:
+def _explore(profile: Profile, v: Any) -> tuple[int, int]:
     cfg = profile.explore
     return cfg.problems * cfg.max_rollouts * cfg.max_new_tokens, 0
 
 
-def _dpo(profile: Any, v: Any) -> tuple[int, int]:
+def _dpo(profile: Profile, v: Any) -> tuple[int, int]:
     pairs = v.pairs or profile.explore.problems
     # each pair trains its chosen and its rejected response
     return 0, int(pairs * 2 * profile.dpo.epochs) * profile.dpo.max_length
 
 
-def _evaluate(profile: Any, v: Any) -> tuple[int, int]:
+def _evaluate(profile: Profile, v: Any) -> tuple[int, int]:
     n = sum(b.size for b in profile.benchmarks.values())
     return n * profile.generation.max_new_tokens, 0
 
@@ -73,7 +75,7 @@ BOUNDS = {
 }
 
 
-def bound(profile: Any, stage: str, variant: str | None) -> tuple[int, int]:
+def bound(profile: Profile, stage: str, variant: str | None) -> tuple[int, int]:
     """(tokens generated, tokens trained) an execution of a stage may spend at most."""
     fn = BOUNDS.get(stage)
     if fn is None:
@@ -90,7 +92,7 @@ def tokens_shown(n: int) -> str:
     return str(n)
 
 
-def spend(profile: Any, ex: Any) -> str:
+def spend(profile: Profile, ex: Any) -> str:
     """What an execution may spend, as a dry run shows it ("" when nothing)."""
     if profile is None:
         return ""
@@ -101,7 +103,7 @@ def spend(profile: Any, ex: Any) -> str:
     return f"  [{', '.join(parts)}]" if parts else ""
 
 
-def plan_bounds(profile: Any, plan: list[Any]) -> str:
+def plan_bounds(profile: Profile, plan: list[Any]) -> str:
     """The whole plan's token bounds, in one line."""
     gen = sum(bound(profile, ex.stage, ex.variant)[0] for ex in plan)
     train = sum(bound(profile, ex.stage, ex.variant)[1] for ex in plan)

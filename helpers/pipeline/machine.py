@@ -15,6 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .schema import Profile
+
 # The variables that hold PyTorch's kernels (ATen, oneDNN, MKL) to an instruction set.
 HOLD_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 # oneDNN ISA names (ONEDNN_MAX_CPU_ISA) under which bf16 matmuls run on native instructions.
@@ -111,7 +113,7 @@ def _cuda() -> bool:
         return False
 
 
-def describe(profile: Any | None = None) -> dict[str, Any]:
+def describe(profile: Profile | None = None) -> dict[str, Any]:
     """This machine as a manifest records it, with each dtype section of the profile resolved."""
     native, reason = bf16_native()
     record: dict[str, Any] = {

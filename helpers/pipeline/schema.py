@@ -46,10 +46,8 @@ class GenerationCfg(Strict):
     api_model: str | None = None
     api_key_env: str | None = None
     stop_loops: bool = False  # hf backend: stop a row once it repeats one block (see generation)
-    # vllm backend: the longest prompt + response the engine holds (None: the profile's longest
-    # generation or training length plus PROMPT_ROOM), and the memory its KV cache may take on a
-    # CPU (None: a quarter of what is free when it starts, at most what `batch_size` requests of
-    # that length need).
+    # vllm: the longest prompt + response an engine holds and its CPU KV cache (None: from the
+    # profile's limits and what is free; infer.generation.context_length, vllm_backend.kv_budget)
     max_model_len: PosInt | None = None
     kv_cache_gib: PosFloat | None = None
 

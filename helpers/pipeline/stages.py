@@ -19,9 +19,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .paths import repo_root
+
+if TYPE_CHECKING:  # schema imports this module: the type only
+    from .schema import Profile
 
 # Sections every stage may read: what the run is called, and the variant list itself (each
 # execution's own variant record is part of its fingerprint).
@@ -64,19 +67,19 @@ class Stage:
     # Whether a profile has the stage at all (a warm-up only when it has a warmup section).
     applies: Callable[[Any], bool] = lambda profile: True
 
-    def tokens_file(self, profile: Any, v: Any) -> str | None:
+    def tokens_file(self, profile: Profile, v: Any) -> str | None:
         """The path of the JSON that counts an execution's tokens, if the stage has one."""
         if self.tokens_at is None:
             return None
         fields = {k: x for k, x in self.fields(profile, v).items() if not isinstance(x, list)}
         return self.tokens_at.format(**fields)
 
-    def outputs(self, profile: Any, v: Any) -> list[str]:
+    def outputs(self, profile: Profile, v: Any) -> list[str]:
         """Every path an execution of this stage writes, relative to the run folder."""
         fields = self.fields(profile, v)
         return [p for t in self.writes.values() for p in expand(t, fields)]
 
-    def inputs(self, profile: Any, v: Any) -> list[str]:
+    def inputs(self, profile: Profile, v: Any) -> list[str]:
         """Every path an execution of this stage reads, relative to the run folder."""
         return [path(r.stage, r.output, **f) for r in self.reads for f in r.fields(profile, v)]
 
@@ -120,7 +123,7 @@ def locate(rdir: Path, stage_name: str, output: str, **fields: Any) -> Path:
     return Path(rdir) / path(stage_name, output, **fields)
 
 
-def _model_of(profile: Any, name: str) -> list[dict[str, Any]]:
+def _model_of(profile: Profile, name: str) -> list[dict[str, Any]]:
     kind = next(v.kind for v in profile.variants if v.name == name)
     return [] if kind in ("raw", "backbone") else [{"variant": name, "kind": kind}]
 
@@ -138,7 +141,7 @@ def _models(kind: str, of: Callable[[Any, Any], str]) -> Read:
     )
 
 
-def explorer(profile: Any, v: Any) -> str:
+def explorer(profile: Profile, v: Any) -> str:
     """The model that explores for variant v: the previous iteration's, or the first-round one."""
     if v.explore_iteration == 1:
         return profile.explore.start
@@ -149,7 +152,7 @@ def explorer(profile: Any, v: Any) -> str:
     )
 
 
-def explore_iterations(profile: Any, below: int | None = None) -> list[int]:
+def explore_iterations(profile: Profile, below: int | None = None) -> list[int]:
     """The exploration iterations of a profile (those below `below`, when given)."""
     its = {u.explore_iteration for u in profile.variants if u.explore_iteration > 0}
     return sorted(i for i in its if profile.explore and (below is None or i < below))

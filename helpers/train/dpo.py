@@ -21,7 +21,7 @@ from typing import Any
 from ..grading.formatting import END_THOUGHT
 from ..pipeline.artifacts import settings_hash
 from ..pipeline.paths import rel
-from ..pipeline.schema import DPOCfg
+from ..pipeline.schema import DPOCfg, Profile
 from ..pipeline.stages import locate
 from .trainer import count_tokens, lora_config, run, text_progress, train, trl_args
 
@@ -71,7 +71,7 @@ class DPOSpec:
 
 
 def spec_from_profile(
-    profile: Any, rdir: Path, variant: Any, pairs: list[dict[str, Any]], prompt: str
+    profile: Profile, rdir: Path, variant: Any, pairs: list[dict[str, Any]], prompt: str
 ) -> DPOSpec:
     """The DPO spec of a variant: its start model, pairs and alignment, the profile's dpo section."""
     return DPOSpec(

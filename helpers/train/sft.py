@@ -19,7 +19,7 @@ from typing import Any
 from ..grading.formatting import chat_messages
 from ..pipeline.artifacts import settings_hash
 from ..pipeline.paths import rel
-from ..pipeline.schema import TrainCfg
+from ..pipeline.schema import Profile, TrainCfg
 from .trainer import (
     autocast,
     completion_loss,
@@ -70,7 +70,7 @@ class SFTSpec:
 
 
 def spec_from_profile(
-    profile: Any,
+    profile: Profile,
     model: str,
     data: list[dict[str, Any]],
     out_dir: Path,

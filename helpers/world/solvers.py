@@ -1,7 +1,7 @@
 """The teachers' solvers for the math families: they compute each problem, step by step.
 
 Every step is one operation on small numbers, written as `a op b = c`: the form the warm-up
-teaches the backbone (helpers.world.warmup), so a thought is a chain of steps the backbone can
+teaches the backbone (helpers.world.warmup_data), so a thought is a chain of steps the backbone can
 do. Arithmetic writes what is left of the expression after each operation (a small model copies
 the state instead of counting where it is); equations isolate the unknown and substitute back;
 word problems multiply then add; countdown tries sign patterns in a fixed order, computing

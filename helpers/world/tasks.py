@@ -18,6 +18,7 @@ from typing import Any
 
 from ..grading.problem import choice_question, freeze, gym_dataset, stable_hash
 from ..pipeline.artifacts import cached_jsonl, read_jsonl
+from ..pipeline.schema import Profile
 from ..pipeline.stages import locate
 from .seeds import FAMILY_SPREAD, seed_base
 from .sources import load_aime2024, load_gpqa_diamond, load_math500, load_pool
@@ -55,7 +56,7 @@ class Family:
 
 # The embedded world, sized to the backbone (tools/calibrate_world.py measured it, on pool
 # problems only): every step of every thought is one operation on small numbers, which the
-# warm-up teaches (helpers.world.warmup).
+# warm-up teaches (helpers.world.warmup_data).
 FAMILIES: dict[str, Family] = {
     # normal math (MATH-like): a short thought of one-digit steps solves them
     "arithmetic": Family(
@@ -277,7 +278,7 @@ def build_benchmark(name: str, cfg: Any, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def load_benchmarks(profile: Any, rdir: Path) -> dict[str, list[dict[str, Any]]]:
+def load_benchmarks(profile: Profile, rdir: Path) -> dict[str, list[dict[str, Any]]]:
     """Build (once) and read every benchmark the profile names, as {name: examples}.
 
     Each file remembers the settings it was built from and is rebuilt when any of them
@@ -343,7 +344,7 @@ def overlapping(
 
 
 def build_pools(
-    profile: Any, benchmarks: dict[str, list[dict[str, Any]]]
+    profile: Profile, benchmarks: dict[str, list[dict[str, Any]]]
 ) -> tuple[list[dict[str, Any]], int]:
     """Build the training pools, dropping any problem that overlaps a benchmark.
 
@@ -367,7 +368,7 @@ def build_pools(
     return [r for r in rows if r["id"] not in flagged], len(flagged)
 
 
-def dev_problems(profile: Any, rdir: Path, group: str, n: int) -> list[dict[str, Any]]:
+def dev_problems(profile: Profile, rdir: Path, group: str, n: int) -> list[dict[str, Any]]:
     """n fresh problems of a pool group's families from the dev seed range, for choosing
     settings (tools/calibrate_world.py, tools/sft_probe.py): none is a benchmark, a pool or an
     explore problem (those overlapping one are dropped)."""
