@@ -141,3 +141,61 @@ def test_no_module_imports_itself_through_others():
 def test_the_circle_check_finds_a_circle():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_the_readme_names_every_module_in_its_layer():
+    """README's layout row lists each layer's modules; a module added, moved or renamed without
+    it fails here."""
+    import re
+
+    row = next(
+        line for line in (repo_root() / "README.md").read_text().splitlines()
+        if line.startswith("| `helpers/` |")
+    )  # fmt: skip
+    listed = {
+        layer: set(re.findall(r"`(\w+)`", body))
+        for layer, body in re.findall(r"`(\w+)` \(([^)]*)\)", row)
+    }
+    on_disk = {
+        layer: {p.stem for p in (HELPERS / layer).glob("*.py") if p.name != "__init__.py"}
+        for layer in LAYERS
+    }
+    assert listed == on_disk
+
+
+def test_what_the_readme_cites_exists():
+    """Every module path, dotted module and `module.name` the README cites names real code (or a
+    profile key): README drift fails here."""
+    import importlib
+    import re
+
+    from helpers.pipeline.schema import Profile
+
+    text = (repo_root() / "README.md").read_text()
+    missing = [p for p in re.findall(r"helpers/[\w/]+\.py", text) if not (repo_root() / p).exists()]
+    for dotted in set(re.findall(r"\bhelpers(?:\.\w+)+", text)):
+        try:
+            importlib.import_module(dotted)
+        except ImportError:
+            missing.append(dotted)
+    stems = {p.stem: p for p in modules()}
+    sections = set(Profile.model_fields)
+    files = ("py", "yaml", "json", "jsonl", "csv", "parquet", "md", "txt", "png")
+    for owner, name in set(re.findall(r"`([A-Za-z_]\w*)\.([a-z_]\w*)`", text)):
+        if name in files:
+            continue
+        if owner in sections:
+            cfg = Profile.model_fields[owner].annotation
+            cfg = next((a for a in getattr(cfg, "__args__", (cfg,)) if a is not type(None)), cfg)
+            if name not in getattr(cfg, "model_fields", {}):
+                missing.append(f"{owner}.{name}")
+        elif owner in stems:
+            dotted = ".".join(("helpers", *stems[owner].relative_to(HELPERS).with_suffix("").parts))
+            if not hasattr(importlib.import_module(dotted), name):
+                missing.append(f"{owner}.{name}")
+        elif owner[0].isupper():  # a class: Grade.reason
+            if not any(f"class {owner}" in p.read_text() for p in modules()):
+                missing.append(f"{owner}.{name}")
+        else:
+            missing.append(f"{owner}.{name}")
+    assert sorted(missing) == []
