@@ -99,11 +99,60 @@ def dpo_margins(curves: dict[str, list[tuple[int, float]]], path: Path | None = 
     return _save(fig, path)
 
 
+def _interval_points(ax: Any, table: Any, x: str, hue: str, offsets: bool = True) -> None:
+    """Points with 95% interval bars, one series per `hue` value, side by side at each x."""
+    series = sorted(table[hue].unique())
+    for k, name in enumerate(series):
+        part = table[table[hue] == name].sort_values(x)
+        shift = (k - (len(series) - 1) / 2) * 0.08 if offsets else 0.0
+        ax.errorbar(
+            part[x] + shift,
+            part["accuracy"],
+            yerr=[part["accuracy"] - part["lo"], part["hi"] - part["accuracy"]],
+            fmt="o-",
+            ms=4,
+            capsize=3,
+            label=str(name),
+        )
+
+
 def accuracy_by_iteration(table: Any, path: Path | None = None) -> Any:
-    """Accuracy per benchmark against the explore iteration (0: the first-round model)."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    """Accuracy per benchmark against the explore iteration (0: the first-round model), with
+    95% bootstrap intervals; a second seed's models as open points."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
     if len(table):
-        sns.lineplot(data=table, x="iteration", y="accuracy", hue="benchmark", marker="o", ax=ax)
+        main = table[table["seed"] == table["seed"].min()]
+        _interval_points(ax, main, "iteration", "benchmark")
+        for _, r in table[table["seed"] != table["seed"].min()].iterrows():
+            ax.plot(r["iteration"], r["accuracy"], "o", mfc="none", color="grey", ms=6)
         ax.set_xticks(sorted(table["iteration"].unique()))
+        ax.legend(fontsize=7)
     ax.set(xlabel="explore iteration", ylabel="accuracy (%)", title="Accuracy by iteration")
+    return _save(fig, path)
+
+
+def dpo_variants(table: Any, path: Path | None = None) -> Any:
+    """Table 4: each DPO variant's accuracy per benchmark, with 95% bootstrap intervals."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    if len(table):
+        variants = list(dict.fromkeys(table["variant"]))
+        benches = sorted(table["benchmark"].unique())
+        width = 0.8 / max(len(variants), 1)
+        for k, v in enumerate(variants):
+            part = table[table["variant"] == v].set_index("benchmark").reindex(benches)
+            xs = [i + (k - (len(variants) - 1) / 2) * width for i in range(len(benches))]
+            err = [part["accuracy"] - part["lo"], part["hi"] - part["accuracy"]]
+            ax.bar(xs, part["accuracy"], width, yerr=err, capsize=3, label=v)
+        ax.set_xticks(range(len(benches)), benches)
+        ax.legend(fontsize=7)
+    ax.set(ylabel="accuracy (%)", title="DPO: what it aligns, with or without an SFT loss")
+    return _save(fig, path)
+
+
+def mixture_lengths(table: Any, path: Path | None = None) -> Any:
+    """Table 3: mean thought length of each mixture's demonstrations, by pool group."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    if len(table):
+        sns.barplot(data=table, x="mixture", y="thought_words", hue="group", ax=ax)
+    ax.set(ylabel="mean thought length (words)", title="Thought length by mixture and group")
     return _save(fig, path)

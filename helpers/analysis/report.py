@@ -12,7 +12,8 @@ from typing import Any
 from ..pipeline.artifacts import atomic_write_text
 from ..pipeline.schema import Profile
 from ..pipeline.stages import TRAIN_SUMMARY, file_name, locate, pattern
-from .effects import effects
+from .claims import MARGIN, claim_verdicts
+from .effects import ALPHA, effects
 from .rundata import data_summary, explore_table, stage_timings
 from .tables import COLUMNS, markdown, undefined_gains, write_table
 
@@ -23,6 +24,8 @@ FIGURES = {
     "pass_at_k": ("pass_at_k_by_iteration.png", "pass@k by explore iteration"),
     "iterations": ("accuracy_by_iteration.png", "accuracy by explore iteration"),
     "dpo_margins": ("dpo_margins.png", "DPO reward margins"),
+    "dpo_variants": ("dpo_variants.png", "Table 4: the four DPO variants"),
+    "mixture_lengths": ("thought_length_by_group.png", "Table 3: thought length by group"),
 }
 
 
@@ -110,6 +113,18 @@ def _effects(profile: Profile, summaries: dict[str, dict]) -> list[str]:
     return _section("Effects: the paper's comparisons on this run", intro, markdown(eff))
 
 
+def _claims(profile: Profile, summaries: dict[str, dict]) -> list[str]:
+    table = claim_verdicts(profile, summaries)
+    intro = (
+        "Each claim of the paper on one comparison, pooled over the benchmarks it is about: our "
+        "difference in accuracy points, its 95% paired bootstrap interval, McNemar's exact p, the "
+        "same comparison on the second training seed where both variants have one, and a "
+        f"verdict: holds (the paper's direction, p < {ALPHA}; claim 6: not worse than "
+        f"-{MARGIN:g} points), fails, or untestable here. FINDINGS.md explains each."
+    )
+    return _section("Claims: a verdict for each", intro, markdown(table))
+
+
 def _data_and_exploration(profile: Profile, rdir: Path) -> list[str]:
     lines: list[str] = []
     data = data_summary(rdir)
@@ -162,6 +177,7 @@ def write_report(
         *_header(profile, summaries, missing),
         *_per_variant(summaries),
         *_tables(tabs),
+        *_claims(profile, summaries),
         *_effects(profile, summaries),
         *_data_and_exploration(profile, rdir),
         *_time(profile, rdir),

@@ -9,6 +9,7 @@ from ..pipeline.artifacts import read_json, read_jsonl
 from ..pipeline.schema import Profile
 from ..pipeline.stages import TRAIN_LOG, TRAIN_SUMMARY, explore_iterations, locate, pattern
 from .display import margins
+from .stats import bootstrap_ci
 from .tables import COLUMNS
 
 
@@ -181,26 +182,75 @@ def explore_table(rdir: Path, profile: Profile = None) -> Any:
     return pd.DataFrame(rows)
 
 
+def _with_interval(summary: dict[str, Any], bench: str) -> dict[str, float]:
+    """A benchmark's accuracy with its 95% bootstrap interval."""
+    m = summary["benchmarks"][bench]
+    lo, hi = bootstrap_ci(m["correct"])
+    return {"accuracy": m["accuracy"], "lo": lo, "hi": hi}
+
+
 def accuracy_by_iteration(profile: Profile, summaries: dict[str, dict]) -> Any:
-    """Accuracy per benchmark against the explore iteration (0: the first-round model)."""
+    """Accuracy per benchmark (with its 95% interval) against the explore iteration (0: the
+    first-round model), for each training seed the variants were trained with."""
     import pandas as pd
 
     start = profile.explore.start if profile.explore else None
-    its = {v.name: v.explore_iteration for v in profile.variants if v.explore_iteration}
+    its = {
+        v.name: (v.explore_iteration, v.seed if v.seed is not None else profile.seed)
+        for v in profile.variants
+        if v.explore_iteration
+    }
     if start:
-        its[start] = 0
+        its[start] = (0, profile.seed)
+        for v in profile.variants:
+            if v.replicate_of == start:
+                its[v.name] = (0, v.seed)
     rows = [
         {
             "iteration": it,
+            "seed": seed,
             "benchmark": f"{b} ({COLUMNS[profile.benchmarks[b].kind]})",
-            "accuracy": summaries[name]["benchmarks"][b]["accuracy"],
+            **_with_interval(summaries[name], b),
         }
-        for name, it in its.items()
+        for name, (it, seed) in its.items()
         if name in summaries
         for b in summaries[name]["benchmarks"]
         if b in profile.benchmarks
     ]
-    return pd.DataFrame(rows, columns=["iteration", "benchmark", "accuracy"])
+    return pd.DataFrame(rows, columns=["iteration", "seed", "benchmark", "accuracy", "lo", "hi"])
+
+
+def dpo_accuracy(profile: Profile, summaries: dict[str, dict]) -> Any:
+    """Table 4's variants: accuracy per benchmark with its 95% interval, by what DPO aligns and
+    whether it adds the SFT loss."""
+    import pandas as pd
+
+    rows = [
+        {
+            "variant": f"{'thought' if v.align == 'thought' else 'thought + solution'}"
+            f"{', SFT loss' if v.sft_loss else ''}",
+            "benchmark": f"{b} ({COLUMNS[profile.benchmarks[b].kind]})",
+            **_with_interval(summaries[v.name], b),
+        }
+        for v in profile.variants
+        if any(r.startswith("t4_") for r in v.paper_rows) and v.name in summaries
+        for b in summaries[v.name]["benchmarks"]
+        if b in profile.benchmarks
+    ]
+    return pd.DataFrame(rows, columns=["variant", "benchmark", "accuracy", "lo", "hi"])
+
+
+def mixture_lengths(rdir: Path) -> Any:
+    """Mean thought length (words) of each mixture's demonstrations, by pool group (Table 3)."""
+    import pandas as pd
+
+    path = locate(rdir, "mix", "stats")
+    rows = [
+        {"mixture": m["mixture"], "group": g, "thought_words": w}
+        for m in (read_json(path) if path.exists() else [])
+        for g, w in m["thought_words_by_group"].items()
+    ]
+    return pd.DataFrame(rows, columns=["mixture", "group", "thought_words"])
 
 
 def dpo_histories(profile: Profile, rdir: Path) -> dict[str, list[tuple[int, float]]]:
