@@ -193,3 +193,16 @@ def test_a_kv_cache_that_cannot_fit_says_what_to_change(monkeypatch):
     got = kv_budget(path, "float32", 832, 256)
     assert got == 2500 * per_token  # a quarter of what is free, above one request
     assert kv_budget(path, "float32", 832, 2) == 2 * 832 * per_token  # no more than needed
+
+
+def test_a_stage_sizes_its_engine_from_the_sections_it_reads():
+    from helpers.infer.generation import PROMPT_ROOM, context_length
+    from helpers.pipeline.schema import guard_sections
+
+    prof = load_profile("params/tiny.yaml")
+    guard_sections(prof, ("generation",))  # evaluation reads no training section
+    assert context_length(prof) == prof.generation.max_new_tokens + PROMPT_ROOM
+    guard_sections(prof, ("generation", "sft", "unify"))  # unify's completer: thought prompts
+    assert context_length(prof) == max(
+        prof.sft.max_length, prof.generation.max_new_tokens + PROMPT_ROOM
+    )
