@@ -1,8 +1,8 @@
-"""`python -m helpers.run PARAMS ...`: the runner's entry point (see helpers.pipeline.run)."""
+"""`python -m helpers.run PARAMS ...`: the runner's entry point (see helpers.pipeline.execute)."""
 
 import sys
 
-from .pipeline.run import main
+from .pipeline.execute import main
 
 if __name__ == "__main__":
     sys.exit(main())

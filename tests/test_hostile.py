@@ -251,7 +251,7 @@ def test_same_size_damage_with_its_time_put_back_is_caught_before_use(tmp_path):
     f.write_text("X" * st.st_size)
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     plan[1].parameters["sleep"] = 0.01  # two must run now: its settings changed
-    from helpers.pipeline.run import ExecutionFailed
+    from helpers.pipeline.execute import ExecutionFailed
 
     with pytest.raises(ExecutionFailed, match=r"two:v1 needs one/a\.txt, which changed after one"):
         run(plan, rdir)
@@ -386,7 +386,7 @@ def test_a_key_written_with_unicode_escapes_is_masked_once_decoded():
 
 
 def test_the_run_closes_with_its_time_and_where_the_report_is(tmp_path):
-    from helpers.pipeline.run import closing_line
+    from helpers.pipeline.execute import closing_line
 
     plan, rdir = plan_in(tmp_path)
     outcomes, _ = run(plan, rdir)

@@ -15,8 +15,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from helpers.pipeline.execute import ExecutionFailed, execute_plan
 from helpers.pipeline.plan import Execution, select
-from helpers.pipeline.run import ExecutionFailed, execute_plan
 
 
 def make_nb(path: Path, body: str, params: str = "out = ''\nsleep = 0\nfail = False") -> Path:
@@ -169,7 +169,7 @@ def test_interrupted_run_resumes_unfinished_work(tmp_path):
     script.write_text(
         textwrap.dedent(f"""
         import pickle, sys
-        from helpers.pipeline.run import execute_plan
+        from helpers.pipeline.execute import execute_plan
         plan = pickle.load(open({str(tmp_path / "plan.pkl")!r}, 'rb'))
         execute_plan(plan, __import__('pathlib').Path({str(rdir)!r}), profile=None,
                      kernel='python3')

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from helpers.pipeline.config import load_profile
+from helpers.pipeline.execute import ExecutionFailed, execute_plan
 from helpers.pipeline.lock import RunLocked, run_lock
 from helpers.pipeline.paths import cache_root, outputs_root, repo_root
 from helpers.pipeline.plan import Execution, build_plan, execution_fingerprint, stage_config
 from helpers.pipeline.progress import ProgressLine, parse_progress
-from helpers.pipeline.run import ExecutionFailed, execute_plan
 
 from .test_runner import BODY, make_nb, plan_in, run
 
@@ -208,7 +208,7 @@ def test_ctrl_c_says_one_line_and_leaves_an_interrupted_mark(tmp_path):
     script.write_text(
         textwrap.dedent(f"""
         import pickle, pathlib, sys
-        from helpers.pipeline.run import Interrupted, execute_plan
+        from helpers.pipeline.execute import Interrupted, execute_plan
         plan = pickle.load(open({str(tmp_path / "plan.pkl")!r}, "rb"))
         try:
             execute_plan(plan, pathlib.Path({str(rdir)!r}), profile=None, kernel="python3",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import textwrap
 
 from helpers.pipeline.config import load_profile
+from helpers.pipeline.execute import execute_plan, run_dir
 from helpers.pipeline.paths import rel
 from helpers.pipeline.plan import build_plan
-from helpers.pipeline.run import execute_plan, run_dir
 
 from .test_generation import flaky_server
 

@@ -250,7 +250,7 @@ def test_a_benchmark_built_from_other_settings_is_rebuilt(tmp_outputs):
 
 
 def test_a_dry_run_says_what_each_stage_may_spend(tmp_outputs, capsys):
-    from helpers.pipeline.run import main
+    from helpers.pipeline.execute import main
 
     assert main(["params/gpu.yaml", "--dry-run"]) == 0
     out = capsys.readouterr().out
