@@ -145,6 +145,7 @@ class VLLMBackend:
             seed=seed,
             max_model_len=max_model_len,
             enable_prefix_caching=True,
+            max_num_seqs=batch_size,  # the profile's batch: sequences decoded together
             max_num_batched_tokens=MAX_BATCHED_TOKENS if on_cpu else None,
             # On a CPU, compiling the model costs about a minute per engine, more than it saves
             # on one stage's generation.
