@@ -166,7 +166,7 @@ class _StepClock:
         self.times.append(time.time())
 
 
-def agreement(model_dir: str, n: int) -> dict[str, Any]:
+def agreement(model_dir: str, n: int, profile: str = "params/tiny.yaml") -> dict[str, Any]:
     """Greedy answers of a model on the tiny profile's NORMAL and HARD dev problems in fp32 and
     in bf16 (vLLM):
     how many are the same answer, and each dtype's accuracy."""
@@ -180,7 +180,7 @@ def agreement(model_dir: str, n: int) -> dict[str, Any]:
     from helpers.pipeline.paths import run_dir
     from helpers.world.tasks import dev_problems
 
-    prof = load_profile("params/tiny.yaml")
+    prof = load_profile(profile)
     probs = [
         p for g in ("normal_math", "hard_math") for p in dev_problems(prof, run_dir(prof.run), g, n)
     ]
@@ -216,8 +216,23 @@ def main() -> None:
     ap.add_argument("--skip-vllm", action="store_true")
     ap.add_argument("--agreement", metavar="MODEL_DIR", help="compare fp32 and bf16 answers")
     ap.add_argument("--agreement-problems", type=int, default=60, help="per group")
+    ap.add_argument("--agreement-profile", default="params/tiny.yaml", help="its dev problems")
     ap.add_argument("--out", default="outputs/reference/bench.json")
+    ap.add_argument(
+        "--only-agreement", action="store_true", help="add it to --out, measure nothing else"
+    )
     args = ap.parse_args()
+    if args.only_agreement:
+        from helpers.pipeline.artifacts import read_json
+
+        report = read_json(args.out)
+        report["bf16_agreement"] = {
+            "command": " ".join(["python tools/bench.py", *sys.argv[1:]]),
+            **agreement(args.agreement, args.agreement_problems, args.agreement_profile),
+        }
+        write_json(args.out, report)
+        print(report["bf16_agreement"])
+        return
     native, why = bf16_native()
     dtypes = [d for d in args.dtypes if d == "fp32" or (resolve_dtype(d) == d and native)]
     report: dict[str, Any] = {
@@ -250,7 +265,9 @@ def main() -> None:
             )
     report["ratios"] = ratios(report, dtypes, args.train_rows)
     if args.agreement:
-        report["bf16_agreement"] = agreement(args.agreement, args.agreement_problems)
+        report["bf16_agreement"] = agreement(
+            args.agreement, args.agreement_problems, args.agreement_profile
+        )
     write_json(args.out, report)
     for k, v in report["ratios"].items():
         print(f"ratio  {k:60s} {v:6.2f}")

@@ -80,6 +80,19 @@ def _replicas(profile: Profile) -> dict[str, str]:
     return {v.replicate_of: v.name for v in profile.variants if v.replicate_of is not None}
 
 
+def _missing(
+    c: Claim, a: str | None, b: str | None, summaries: dict[str, dict], names: list[str]
+) -> str:
+    """Why a claim cannot be tested on this run ("" when it can)."""
+    rows = [r for r, v in ((c.better, a), (c.worse, b)) if v is None]
+    if rows:
+        return f"the profile has no variant for the paper's row {' and '.join(rows)}"
+    unevaluated = [v for v in (a, b) if v not in summaries]
+    if unevaluated:
+        return f"{' and '.join(map(str, unevaluated))} not evaluated"
+    return "" if names else "no benchmark of the kinds it is about"
+
+
 def claim_verdicts(profile: Profile, summaries: dict[str, dict]) -> Any:
     """The Claims table: one row per claim of the paper, with its verdict on this run."""
     import pandas as pd
@@ -92,11 +105,9 @@ def claim_verdicts(profile: Profile, summaries: dict[str, dict]) -> Any:
         row = {"claim": f"{c.number}. {c.text}", "rests on": f"{a or '?'} - {b or '?'}"}
         names = [n for n, cfg in profile.benchmarks.items() if cfg.kind in c.kinds]
         row["benchmarks"] = ", ".join(names)
-        if a not in summaries or b not in summaries or not names:
-            missing = [x for x in (a, b) if x not in summaries] or ["a benchmark of its kind"]
-            rows.append(
-                {**row, "verdict": "untestable", "why": f"no {', '.join(map(str, missing))}"}
-            )
+        why = _missing(c, a, b, summaries, names)
+        if why:
+            rows.append({**row, "verdict": "untestable", "why": why})
             continue
         ca, cb = _pooled(summaries[a], names), _pooled(summaries[b], names)
         diff, lo, hi, p = _compare(ca, cb)

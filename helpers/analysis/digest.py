@@ -41,7 +41,7 @@ def run_figures(rdir: Path) -> dict[str, int | float]:
     pairs = locate(rdir, "dpo", "pairs")
     if pairs.exists():
         out["dpo.pairs"] = sum("chosen_id" in r for r in read_jsonl(pairs))
-    for summ in sorted(rdir.glob(pattern("sft", "model") + TRAIN_SUMMARY)):
+    for summ in sorted(rdir.glob(f"{pattern('sft', 'model')}/{TRAIN_SUMMARY}")):
         s, v = read_json(summ), summ.parent.name
         out[f"train.{v}.steps"] = s["steps"]
         out.update({f"train.{v}.tokens.{k}": n for k, n in sorted(s.get("tokens", {}).items())})
