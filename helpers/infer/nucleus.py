@@ -5,7 +5,9 @@ slower than greedy on a CPU (vLLM's CPU sampler and the hf loop both did it): th
 trained model is a few tokens. Here the top `k` probabilities are taken (torch.topk), the nucleus
 is cut inside them exactly as a full sort would cut it (the first k partial sums of the sorted
 probabilities are the same numbers), and only a row whose nucleus reaches past its top k falls
-back to the full sort. The kept tokens, and so the samples, are the sort's.
+back to the full sort. The kept tokens, and so the decode loop's samples, are the sort's; vLLM's
+own cut sums the whole vocabulary in ascending order in fp32, so a token at the boundary can
+fall the other way (237 of 256 sampled 64-token sequences were identical in a probe).
 """
 
 from __future__ import annotations

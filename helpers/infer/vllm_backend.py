@@ -41,7 +41,8 @@ def configure_cpu() -> None:
         torch.cpu._is_avx512_supported = lambda: False
         torch.cpu._is_avx512_bf16_supported = lambda: False
     # vLLM's CPU sampler sorts the whole vocabulary for top-p at every step (2.5x the cost of
-    # a greedy step at batch 256): cut the nucleus from the top tokens instead (same tokens).
+    # a greedy step at batch 256): cut the nucleus from the top tokens instead (its own cut, up to
+    # the rounding of its fp32 sum over the whole vocabulary).
     from vllm.v1.sample.ops import topk_topp_sampler as sampler
 
     if not hasattr(sampler.apply_top_k_top_p, "original"):
