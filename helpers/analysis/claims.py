@@ -59,11 +59,16 @@ def _compare(a: list[int], b: list[int]) -> tuple[float, float, float, float]:
     return diff, lo, hi, mcnemar(a, b)[2]
 
 
-def judge(claim: Claim, a: list[int], b: list[int]) -> tuple[str, str]:
+def judge(
+    claim: Claim,
+    a: list[int],
+    b: list[int],
+    compared: tuple[float, float, float, float] | None = None,
+) -> tuple[str, str]:
     """A claim's verdict and its reason from the paired verdicts of its two variants."""
     if not any(a) and not any(b):
         return "untestable", "neither variant solves any of these problems"
-    diff, lo, _, p = _compare(a, b)
+    diff, lo, _, p = compared or _compare(a, b)
     if claim.at_least:
         if lo > -MARGIN:
             return "holds", f"the interval's lower end {lo:.1f} is above -{MARGIN:g} points"
@@ -118,7 +123,7 @@ def claim_verdicts(profile: Profile, summaries: dict[str, dict]) -> Any:
                 f"{_compare(_pooled(summaries[ra], names), _pooled(summaries[rb], names))[0]:+.1f}"
             )
             other += f" ({ra} - {rb})"
-        verdict, why = judge(c, ca, cb)
+        verdict, why = judge(c, ca, cb, (diff, lo, hi, p))
         rows.append(
             {
                 **row,

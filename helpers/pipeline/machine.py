@@ -100,11 +100,12 @@ def resolve_dtype(dtype: str, cuda: bool | None = None) -> str:
     if dtype != "auto":
         return dtype
     if cuda is None:
-        cuda = _cuda()
+        cuda = cuda_available()
     return "bf16" if cuda or bf16_native()[0] else "fp32"
 
 
-def _cuda() -> bool:
+def cuda_available() -> bool:
+    """Whether PyTorch sees a GPU (False where torch is not installed)."""
     try:
         import torch
 
@@ -123,7 +124,7 @@ def describe(profile: Profile | None = None) -> dict[str, Any]:
         "held": holds(),
         "bf16_native": native,
         "bf16_reason": reason,
-        "cuda": _cuda(),
+        "cuda": cuda_available(),
     }
     if profile is not None:
         record["dtypes"] = {

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.artifacts import write_json, write_jsonl
-from ..pipeline.machine import resolve_dtype
+from ..pipeline.machine import cuda_available, resolve_dtype
 from ..pipeline.paths import rel
 from ..pipeline.schema import TrainCfg
 from ..pipeline.stages import TRAIN_LOG, TRAIN_SUMMARY
@@ -77,7 +77,7 @@ def launch_distributed(
     cmd = launch_command(module, spec_path, train)
     print(f"launching: {' '.join(cmd)}", file=sys.stderr, flush=True)
     env = dict(os.environ)
-    if not _cuda():  # the cores shared out, or each process's OpenMP threads spin on all
+    if not cuda_available():  # the cores shared out, or each process's OpenMP threads spin on all
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // train.processes)))
     result = subprocess.run(cmd, env=env)
     if result.returncode != 0:
@@ -85,12 +85,6 @@ def launch_distributed(
             f"training through accelerate failed (exit {result.returncode}): {' '.join(cmd)}"
         )
     return json.loads((out / TRAIN_SUMMARY).read_text())
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def load_for_training(model_name: str, train: TrainCfg) -> tuple[Any, Any, bool, bool]:
