@@ -153,10 +153,15 @@ def test_publish_copies_the_report_but_no_models(tmp_path):
         (run / path).write_text(text)
     prof = tmp_path / "p.yaml"
     prof.write_text("run: x\n")
+    # a previous run's published files go; what a publish does not write stays
+    for stale in ("eval/old_variant.summary.json", "manifests/old.json", "calibration.json"):
+        (dest / stale).parent.mkdir(parents=True, exist_ok=True)
+        (dest / stale).write_text("{}")
     report.publish(run, dest, prof)
     got = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert got == [
         "REPORT.md",
+        "calibration.json",
         "eval/sft_small.summary.json",
         "figures/thought_lengths.png",
         "manifests/collect.json",

@@ -207,12 +207,15 @@ PUBLISHED = [
 
 
 def publish(rdir: Path, dest: Path, profile_path: Path) -> list[Path]:
-    """Copy a finished run's report, tables, figures, summaries and manifests to dest."""
+    """Replace dest's published run with a finished run's report, tables, figures and manifests."""
     import shutil
 
     rdir, dest = Path(rdir), Path(dest)
     if not locate(rdir, "analyse", "report").exists():
         raise FileNotFoundError(f"{rdir}: no REPORT.md; run the analyse stage first")
+    # The folders a publish writes hold one run: a previous run's files there would mix in.
+    for folder in sorted({t.split("/")[0] for _, t in PUBLISHED if "/" in t}):
+        shutil.rmtree(dest / folder, ignore_errors=True)
     written = []
     for glob, target in PUBLISHED:
         for src in sorted(rdir.glob(glob)):
