@@ -170,6 +170,19 @@ def test_a_torn_last_line_is_dropped_with_a_message(tmp_path):
     assert pool.read_text().endswith("\n") and len(read_jsonl(pool)) == 2
 
 
+def test_a_pool_whose_problems_changed_is_set_aside_and_one_that_grew_is_resumed(tmp_path):
+    pool = tmp_path / "iter1" / "pool.jsonl"
+    _write_lines(pool, [{**_rollout(pid="p0"), "question": "q0"}, _rollout(pid="p1")])
+    _meta(pool)
+    rows, _ = _resume(pool)  # the same questions (or none recorded): resumed
+    assert [r["problem_id"] for r in rows] == ["p0", "p1"]
+    _write_lines(pool, [{**_rollout(pid="p0"), "question": "q0 reworded"}])
+    rows, logged = _resume(pool)
+    assert rows == [] and not pool.exists()
+    assert any("1 rollouts ask another question" in line for line in logged)
+    assert len(list(pool.parent.glob("pool.stale-problems-*.jsonl"))) == 1
+
+
 def test_damage_inside_a_pool_says_what_to_do_and_force_starts_afresh(tmp_path, monkeypatch):
     pool = tmp_path / "iter1" / "pool.jsonl"
     text = (

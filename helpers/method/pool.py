@@ -193,6 +193,21 @@ def resume_pool(
                     "resumed: run this stage again with --force to explore this iteration "
                     "afresh (the damaged file is kept beside it)"
                 ) from None
+            # The settings' fingerprint leaves out the problem set (a larger set keeps the
+            # rollouts of the problems it shares), so a problem reworded under its id goes here.
+            asked = {p["id"]: p["question"] for p in problems}
+            moved = sum(
+                1
+                for r in done
+                if r.get("question", asked[r["problem_id"]]) != asked[r["problem_id"]]
+            )
+            if moved:
+                kept = set_aside(out_path, "stale-problems").name
+                log(
+                    f"{out_path.name}: {moved} rollouts ask another question than their problem "
+                    f"now does; set aside as {kept}, exploring afresh"
+                )
+                done = []
             if done:
                 log(f"{out_path.name}: resuming after {len(done)} finished rollouts")
     write_json(meta_path, {"fingerprint": fingerprint, "settings": settings, "model": model_name})
