@@ -197,9 +197,7 @@ def resume_pool(
             # rollouts of the problems it shares), so a problem reworded under its id goes here.
             asked = {p["id"]: p["question"] for p in problems}
             moved = sum(
-                1
-                for r in done
-                if r.get("question", asked[r["problem_id"]]) != asked[r["problem_id"]]
+                1 for r in done if "question" in r and r["question"] != asked[r["problem_id"]]
             )
             if moved:
                 kept = set_aside(out_path, "stale-problems").name
