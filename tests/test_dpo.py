@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from helpers.grading.formatting import BEGIN_SOLUTION, END_SOLUTION, END_THOUGHT, format_response
-from helpers.method.pairs import pair_rows
+from helpers.method.pairs import pair_candidates, pair_rows
 from helpers.pipeline.schema import DPOCfg
 from helpers.train.dpo import DPOSpec, build_trainer, take_pairs, turn_end
 
@@ -50,6 +52,28 @@ def test_pairs_follow_the_papers_rule():
     assert rows["p4"]["why"] == "no well-formed incorrect one"
     assert len(take_pairs(list(rows.values()), None, 0)) == 1
     assert take_pairs(list(rows.values()), 0, 0) == []
+
+
+def test_only_pair_candidates_are_scored():
+    pool = [
+        traj("p1", 1, False),
+        traj("p1", 2, True),
+        traj("p1", 3, False, well_formed=False),
+        traj("p2", 1, True),  # solved at the first try
+        traj("p3", 1, False),  # never solved
+        traj("p3", 2, False),
+        traj("p4", 1, False, well_formed=False),
+        traj("p4", 2, True),
+    ]
+    assert pair_candidates(pool) == {"p1:a1", "p1:a2"}
+    # the candidates' scores are all a pair needs; the other rows still say why they have none
+    rows = {r["problem_id"]: r for r in pair_rows(pool, {"p1:a1": 1.0, "p1:a2": 2.0})}
+    assert (rows["p1"]["chosen_id"], rows["p1"]["rejected_id"]) == ("p1:a2", "p1:a1")
+    assert rows["p2"]["why"] == "no well-formed incorrect one"
+    assert rows["p3"]["why"] == "no well-formed correct one"
+    assert rows["p4"]["why"] == "no well-formed incorrect one"
+    with pytest.raises(KeyError, match="p1 were not scored"):
+        pair_rows(pool, {"p1:a2": 2.0})
 
 
 def test_ties_are_broken_by_id_and_said():

@@ -20,21 +20,35 @@ from .pool import global_pool, pool_path
 from .selection import perplexities
 
 
+def pair_candidates(pool: list[dict[str, Any]]) -> set[str]:
+    """The trajectories a pair could use: the well-formed ones of problems that have both a
+    well-formed correct and a well-formed incorrect trajectory (the only ones worth scoring)."""
+    sides: dict[str, set[bool]] = defaultdict(set)
+    for r in pool:
+        if r.get("well_formed", True):
+            sides[r["problem_id"]].add(bool(r["correct"]))
+    return {
+        r["id"]
+        for r in pool
+        if r.get("well_formed", True) and sides[r["problem_id"]] == {True, False}
+    }
+
+
 def pair_rows(pool: list[dict[str, Any]], perplexity: dict[str, float]) -> list[dict[str, Any]]:
     """One row per problem of the pool: its pair, or why it has none.
 
     Chosen: the correct trajectory with the highest perplexity; rejected: the incorrect one
-    with the lowest. A trajectory without a perplexity (not scored) is not a candidate.
+    with the lowest. Every candidate of a problem that has a pair must have a perplexity
+    (`pair_candidates` names them).
     """
     by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in pool:
         by_problem[r["problem_id"]].append(r)
     rows = []
     for pid in sorted(by_problem):
-        rs = [r for r in by_problem[pid] if r["id"] in perplexity]
         # Both sides well formed: the pair teaches which thought to prefer, not the format.
-        good = [r for r in rs if r["correct"] and r.get("well_formed", True)]
-        bad = [r for r in rs if not r["correct"] and r.get("well_formed", True)]
+        good = [r for r in by_problem[pid] if r["correct"] and r.get("well_formed", True)]
+        bad = [r for r in by_problem[pid] if not r["correct"] and r.get("well_formed", True)]
         row: dict[str, Any] = {"problem_id": pid, "correct": len(good), "incorrect": len(bad)}
         if not good or not bad:
             row["why"] = (
@@ -42,6 +56,9 @@ def pair_rows(pool: list[dict[str, Any]], perplexity: dict[str, float]) -> list[
             )
             rows.append(row)
             continue
+        unscored = [r["id"] for r in good + bad if r["id"] not in perplexity]
+        if unscored:
+            raise KeyError(f"pair candidates of problem {pid} were not scored: {unscored[:3]}")
         chosen = max(good, key=lambda r: (perplexity[r["id"]], r["id"]))
         rejected = min(bad, key=lambda r: (perplexity[r["id"]], r["id"]))
         ties = sum(perplexity[r["id"]] == perplexity[chosen["id"]] for r in good) > 1
@@ -89,8 +106,11 @@ def build_pairs(
 
     def build() -> list[dict[str, Any]]:
         pool = global_pool(profile, rdir, max(iterations, default=0), problems)
+        # Only a problem with both sides can make a pair: the rest (never solved, or solved
+        # at the first try) are not scored, which is most of an exploration pool.
+        candidates = pair_candidates(pool)
         perplexity = perplexities(
-            backend, pool, prompt, init_name, keep=lambda r: r.get("well_formed", True)
+            backend, pool, prompt, init_name, keep=lambda r: r["id"] in candidates
         )
         return pair_rows(pool, perplexity)
 
