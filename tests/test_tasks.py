@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from helpers.grading.verifiers import expression_value
 from helpers.pipeline.config import load_profile
 from helpers.pipeline.schema import BenchmarkCfg
 from helpers.world.tasks import (
     build_benchmark,
+    build_embedded,
     build_pools,
     load_aime2024,
     load_gpqa_diamond,
@@ -105,3 +109,28 @@ def test_loader_names_missing_fields(tmp_path):
     bad.write_text('{"question": "x"}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl, row 0: expected the field\(s\)"):
         load_math500(str(bad))
+
+
+def test_arithmetic_gold_follows_precedence():
+    # reasoning-gym's own answer to "8 + 1 * 2" is 18 (left to right); the teachers and any
+    # correct solver say 10, so a wrong gold would grade a right answer wrong
+    rows = build_embedded(["arithmetic"], 400, 777, "t", "t")
+    mixed = [r for r in rows if re.search(r"[-+] \d+ \*", r["question"])]
+    assert len(mixed) > 20
+    for r in rows:
+        expr = re.fullmatch(r"Calculate (.*)\.", r["question"]).group(1)
+        nums, ops = [int(x) for x in re.findall(r"\d+", expr)], re.findall(r" ([-+*]) ", expr)
+        while "*" in ops:  # multiply first, by hand
+            i = ops.index("*")
+            nums[i : i + 2], ops[i : i + 1] = [nums[i] * nums[i + 1]], []
+        total = nums[0]
+        for op, n in zip(ops, nums[1:], strict=True):
+            total = total + n if op == "+" else total - n
+        assert r["answer"] == str(total), r["question"]
+
+
+def test_expression_value_reads_only_arithmetic():
+    assert expression_value("8 + 5 * 6") == 38 and expression_value("7 - 7 * 9") == -56
+    for bad in ("__import__('os')", "2 ** 8", "", "1 +"):
+        with pytest.raises(ValueError, match="not an arithmetic expression"):
+            expression_value(bad)

@@ -12,8 +12,8 @@ problems of the pool families from a seed range of their own, none of which is a
 pool or an explore problem (decontaminated against all three), graded with the project's
 grader:
 
-- the backbone as shipped and the one the method starts from (warmed up), answer only, with the
-  profile's instruction, on NORMAL dev problems;
+- the backbone as shipped and the one the method starts from (warmed up), greedy with the
+  profile's instruction and token limit (as evaluation asks them), on NORMAL dev problems;
 - the first-round model, greedy, on NORMAL and HARD dev problems (accuracy and format);
 - the first-round model sampled as exploration samples (the explore section's temperature,
   top-p and token limit), `max_rollouts` samples per problem of the explore groups' families:
@@ -184,9 +184,11 @@ def main() -> None:
         print(name, json.dumps(report[name]), flush=True)
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
 
-    measure("raw_backbone_normal", profile.backbone, lambda be: greedy(be, normal, prompt, 24))
+    measure("raw_backbone_normal", profile.backbone, lambda be: greedy(be, normal, prompt, limit))
     measure(
-        "backbone_normal", starting_model(profile, rdir), lambda be: greedy(be, normal, prompt, 24)
+        "backbone_normal",
+        starting_model(profile, rdir),
+        lambda be: greedy(be, normal, prompt, limit),
     )
     first = variant_model(profile, rdir, start)
     measure("first_round_normal", first, lambda be: greedy(be, normal, prompt, limit))

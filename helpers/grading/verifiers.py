@@ -122,6 +122,18 @@ def check_expression(answer: str | None, numbers: list[int], target: int) -> Exp
     return check
 
 
+def expression_value(expression: str) -> Fraction:
+    """The exact value of an arithmetic expression (numbers, + - * / and parentheses), with
+    the usual precedence; ValueError when it is anything else."""
+    s = expression.strip()
+    if len(s) > MAX_EXPRESSION_CHARS or not s or not _EXPR_CHARS.match(s):
+        raise ValueError(f"not an arithmetic expression: {expression[:60]!r}")
+    try:
+        return _walk(ast.parse(s, mode="eval"), [])
+    except (_Reject, SyntaxError, RecursionError) as exc:
+        raise ValueError(f"not an arithmetic expression: {expression[:60]!r} ({exc})") from exc
+
+
 # --------------------------------------------------------------------------- numbers
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..grading.problem import choice_question, freeze, gym_dataset, stable_hash
+from ..grading.verifiers import expression_value
 from ..pipeline.artifacts import cached_jsonl, read_jsonl
 from ..pipeline.schema import Profile
 from ..pipeline.stages import locate
@@ -37,13 +38,22 @@ def _legs_question(entry: dict[str, Any]) -> str:
     return f"How many legs do {items} have in total?"
 
 
+def _arithmetic_gold(entry: dict[str, Any]) -> str:
+    # reasoning-gym's basic_arithmetic without parentheses computes its answer left to right
+    # ("8 + 5 * 6" -> 78): the gold is the expression's value with the usual precedence.
+    value = expression_value(entry["metadata"]["expression"])
+    if value.denominator != 1:
+        raise ValueError(f"arithmetic problem with a fractional value: {entry['question']!r}")
+    return str(value.numerator)
+
+
 @dataclass(frozen=True)
 class Family:
     """A reasoning-gym generator with the settings that place it in one of the paper's groups.
 
     `ask` words the question from the generator's entry when its own wording is long (the
     countdown generator's format instructions cost every prompt 70 tokens and say nothing the
-    grader needs).
+    grader needs); `gold` computes the answer where the generator's own is wrong.
     """
 
     dataset: str
@@ -52,6 +62,7 @@ class Family:
     difficulty: str = "normal"  # normal | hard
     choice: bool = False  # shown as 4-option multiple choice
     ask: Callable[[dict[str, Any]], str] | None = None
+    gold: Callable[[dict[str, Any]], str] | None = None  # where the generator's answer is wrong
 
 
 # The embedded world, sized to the backbone (tools/calibrate_world.py measured it, on pool
@@ -69,6 +80,7 @@ FAMILIES: dict[str, Family] = {
             allow_parentheses=False,
             operators=("+", "-", "*"),
         ),
+        gold=_arithmetic_gold,
     ),
     "equations": Family(
         "simple_equations",
@@ -221,7 +233,7 @@ def make_example(
     else:
         record.update(
             question=(fam.ask(entry) if fam.ask else entry["question"]).strip(),
-            answer=str(entry["answer"]).strip(),
+            answer=(fam.gold(entry) if fam.gold else str(entry["answer"])).strip(),
             answer_type="gym",
             choices=None,
         )
