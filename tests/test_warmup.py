@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from helpers.grading.verifiers import expression_value
 from helpers.method.warmup import example_kinds
 from helpers.pipeline.schema import WarmupCfg
 from helpers.world.warmup_data import step_facts, warmup_rows
@@ -75,3 +76,20 @@ def test_the_notebooks_table_has_one_row_per_kind():
     table = example_kinds(warmup_rows(CFG, 0, []))
     assert sorted(table["kind"]) == ["animal fact", "atomic step", "normal answer"]
     assert table["examples"].sum() == 200
+
+
+def test_line_answers_compute_in_one_line_and_box_the_gold():
+    rows = warmup_rows(CFG.model_copy(update={"answers": "line"}), 0, [])
+    answers = [r["combined_text"] for r in rows if kind(r) == "answer"]
+    legs = 0
+    for text in answers:
+        # "[x = ]<expression> = <value>. \boxed{<value>}": one calculation, its value boxed
+        m = re.fullmatch(r"(?:[a-z] = )?([-+*() \d]+) = (-?\d+)\. \\boxed\{(-?\d+)\}", text)
+        assert m and m.group(2) == m.group(3), text
+        assert expression_value(m.group(1)) == int(m.group(2)), text
+        legs += bool(re.fullmatch(r"\d \* \d+ \+ \d \* \d+", m.group(1)))
+    assert len(answers) > 20 and legs > 5
+    # the other rows are the same as with boxed answers
+    boxed = warmup_rows(CFG, 0, [])
+    assert [r["id"] for r in rows] == [r["id"] for r in boxed]
+    assert [r for r in rows if kind(r) != "answer"] == [r for r in boxed if kind(r) != "answer"]

@@ -1,7 +1,7 @@
 """The warm-up (stage 00): the backbone made a fast thinker of this world before the method.
 
-Full fine-tuning on answer-only examples (helpers.world.warmup_data): the world's atomic steps as the
-teachers' thoughts write them, animal facts, and normal problems with their answer alone. The
+Full fine-tuning on short examples, no thought (helpers.world.warmup_data): the world's atomic
+steps as the teachers' thoughts write them, animal facts, and normal problems answered at once. The
 model it writes is where every SFT variant, the QwQ completer and the backbone row start from;
 the backbone as shipped is kept as the `raw` variant beside it.
 """

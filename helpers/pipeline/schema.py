@@ -143,8 +143,7 @@ class UnifyCfg(Strict):
     completer_examples: Upto(MAX_PROBLEMS) = 32
     completer_epochs: PosFloat = 2.0
     solution_max_tokens: Upto(MAX_TOKENS) = 128
-    # Problems without a checkable answer (camel-ai science, LeetCode) get the label
-    # "unverified"; keep them only when the profile says so.
+    # Problems without a checkable answer (camel-ai science, LeetCode): label "unverified".
     keep_unverified: bool = False
     # The paper's public release (question, combined_text, domain) as demonstrations beside
     # the teachers': a local JSON-lines file or hub:<owner>/<name>. The release has no
@@ -184,15 +183,16 @@ class TrainCfg(Strict):
 
 
 class WarmupCfg(TrainCfg):
-    """The warm-up (stage 00): full fine-tuning of the backbone on answer-only examples of the
-    world's atomic steps, animal facts and normal problems, before the method starts."""
+    """The warm-up (stage 00): full fine-tuning of the backbone on short examples of the world's
+    atomic steps, animal facts and normal problems (no thought), before the method starts."""
 
     examples: Upto(MAX_PROBLEMS) = 3000
     steps_share: Rate = 0.5  # atomic steps ("13 - 5 = 8."), as the teachers' thoughts take them
     facts_share: Rate = 0.1  # how many legs each animal has; the rest: normal problems, boxed
-    # The normal problems asked with the profile's instruction, as evaluation asks them (the
-    # atomic steps and facts stay bare questions).
+    # Normal problems asked with the profile's instruction as evaluation asks them (steps and
+    # facts stay bare); answered boxed alone, or after one line (warmup_data.one_line).
     instruction: bool = False
+    answers: Literal["boxed", "line"] = "boxed"
     method: Literal["lora", "full"] = "full"
     learning_rate: Annotated[float, Field(gt=0)] = 1e-4
     per_device_batch_size: Upto(MAX_BATCH) = 16

@@ -1,14 +1,17 @@
-"""The warm-up's data: the world's atomic skills and its normal problems, answer only.
+"""The warm-up's data: the world's atomic skills and its normal problems, no thought.
 
 The paper's backbone is an instruct model that already solves 80% of MATH; SmolLM2-135M cannot
 add two digits. The warm-up is this world's analogue of an instruct model's training: short
-answer-only examples, no thought. Two kinds:
+examples, no thought. Two kinds:
 
 - atomic steps, written the way the teachers' thoughts write them ("13 - 5 = 8."): every
   operation the teachers' thoughts take on the pool families, drawn from the teachers' own
   work on problems of a seed range of the warm-up's own (so a thought is a chain of steps the
   warmed-up backbone has seen), and the number of legs of each animal the word problems name;
-- normal-family problems with their answer in a box and nothing before it.
+- normal-family problems with their answer in a box, alone or after one line that computes it
+  at once (`warmup.answers`): what a fast thinker writes. The answer alone leaves leg counting
+  out of a 135M model's reach (two products and a sum in the head); the line names the products
+  and leaves the arithmetic unchecked, where thinking slowly still pays.
 
 No warm-up problem is a benchmark problem (decontamination drops any that overlap).
 """
@@ -81,11 +84,28 @@ def leg_rows(n: int, rng: random.Random) -> list[dict[str, Any]]:
     ]
 
 
+def one_line(problem: dict[str, Any]) -> str:
+    """A fast thinker's answer to a normal problem: the whole calculation in one line, its
+    value worked out at once, then the boxed answer ("2 * 6 + 1 * 4 = 16. \\boxed{16}")."""
+    from reasoning_gym.arithmetic.leg_counting import ANIMALS
+
+    from .teachers import gym_entry, work_problem
+
+    meta = gym_entry(problem)["metadata"]
+    if problem["family"] == "arithmetic":
+        line = meta["expression"]
+    elif problem["family"] == "equations":  # the teachers' first step: "x = b - a"
+        line = work_problem(problem, random.Random(0), slip_rate=0.0).steps[0].rstrip(".")
+    else:
+        line = " + ".join(f"{n} * {ANIMALS[a]}" for a, n in meta["animals"].items())
+    return f"{line} = {problem['answer']}. \\boxed{{{problem['answer']}}}"
+
+
 def answer_rows(
-    n: int, seed: int, references: list[dict[str, Any]], instruction: str = ""
+    n: int, seed: int, references: list[dict[str, Any]], instruction: str = "", style: str = "boxed"
 ) -> list[dict[str, Any]]:
-    """n normal-family problems with their answer only, asked with `instruction` (a row's own
-    `prompt`); none overlapping a reference."""
+    """n normal-family problems with their answer (`style`: boxed alone, or after `one_line`),
+    asked with `instruction` (a row's own `prompt`); none overlapping a reference."""
     problems = build_embedded(
         POOL_FAMILIES["normal_math"], n, seed_base("warmup_answers", seed), "warmup", "warm"
     )
@@ -94,7 +114,7 @@ def answer_rows(
         {
             "id": p["id"],
             "question": p["question"],
-            "combined_text": f"\\boxed{{{p['answer']}}}",
+            "combined_text": one_line(p) if style == "line" else f"\\boxed{{{p['answer']}}}",
             **({"prompt": instruction} if instruction else {}),
         }
         for p in problems
@@ -118,6 +138,7 @@ def warmup_rows(
             seed,
             references,
             instruction if cfg.instruction else "",
+            cfg.answers,
         )
     )
     rng.shuffle(rows)
