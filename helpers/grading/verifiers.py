@@ -95,6 +95,13 @@ def _walk(node: ast.AST, used: list[int]) -> Fraction:
     raise _Reject(f"not allowed: {type(getattr(node, 'op', node)).__name__}")
 
 
+def _evaluate(s: str, used: list[int]) -> Fraction:
+    """Compute a normalized expression after the character whitelist (numbers go to `used`)."""
+    if not s or not _EXPR_CHARS.match(s):
+        raise _Reject("characters other than digits, + - * / and parentheses")
+    return _walk(ast.parse(s, mode="eval"), used)
+
+
 def check_expression(answer: str | None, numbers: list[int], target: int) -> ExpressionCheck:
     """Judge an expression answer: parses, uses exactly `numbers`, and equals `target`."""
     if answer is None or not answer.strip():
@@ -102,12 +109,8 @@ def check_expression(answer: str | None, numbers: list[int], target: int) -> Exp
     if len(answer) > MAX_EXPRESSION_CHARS:
         return ExpressionCheck(reason="too long")
     try:
-        s = _normalize_expression(answer, target)
-        if not s or not _EXPR_CHARS.match(s):
-            raise _Reject("characters other than digits, + - * / and parentheses")
-        tree = ast.parse(s, mode="eval")
         used: list[int] = []
-        value = _walk(tree, used)
+        value = _evaluate(_normalize_expression(answer, target), used)
     except (_Reject, SyntaxError, RecursionError, MemoryError, ValueError) as exc:
         reason = str(exc) if isinstance(exc, _Reject) else "does not parse"
         return ExpressionCheck(reason=f"unparsable: {reason}")
@@ -125,11 +128,10 @@ def check_expression(answer: str | None, numbers: list[int], target: int) -> Exp
 def expression_value(expression: str) -> Fraction:
     """The exact value of an arithmetic expression (numbers, + - * / and parentheses), with
     the usual precedence; ValueError when it is anything else."""
-    s = expression.strip()
-    if len(s) > MAX_EXPRESSION_CHARS or not s or not _EXPR_CHARS.match(s):
-        raise ValueError(f"not an arithmetic expression: {expression[:60]!r}")
     try:
-        return _walk(ast.parse(s, mode="eval"), [])
+        if len(expression) > MAX_EXPRESSION_CHARS:
+            raise _Reject("too long")
+        return _evaluate(expression.strip(), [])
     except (_Reject, SyntaxError, RecursionError) as exc:
         raise ValueError(f"not an arithmetic expression: {expression[:60]!r} ({exc})") from exc
 
