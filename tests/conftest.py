@@ -51,19 +51,45 @@ def backbone():
     return load_model("smollm2-135m-instruct", dtype="fp32")
 
 
-@pytest.fixture
-def small_model():
-    """A randomly initialised two-layer model with the backbone's vocabulary and tokenizer."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+def small_config():
+    """The backbone's config cut to two narrow layers (same vocabulary and tokenizer)."""
+    from transformers import AutoConfig
 
-    from helpers.infer.models import load_tokenizer, resolve_model_path
+    from helpers.infer.models import resolve_model_path
 
     cfg = AutoConfig.from_pretrained(resolve_model_path("smollm2-135m-instruct"))
     cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size = 2, 64, 128
     cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim = 4, 2, 16
+    return cfg
+
+
+@pytest.fixture
+def small_model():
+    """A randomly initialised two-layer model with the backbone's vocabulary and tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from helpers.infer.models import load_tokenizer
+
+    cfg = small_config()
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_config(cfg).eval(), load_tokenizer("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """A small random model with the backbone's tokenizer, saved where processes can load it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from helpers.infer.models import load_tokenizer
+
+    cfg = small_config()
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("small") / "model"
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
+    load_tokenizer("smollm2-135m-instruct").save_pretrained(out)
+    return str(out)
 
 
 # math-verify's first call loads its grammar; per-example deadlines would make that flaky.

@@ -20,23 +20,6 @@ LOSS_RTOL = 1e-5
 WEIGHT_ATOL = 1e-6
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A small random model with the backbone's tokenizer, saved where processes can load it."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from helpers.infer.models import load_tokenizer, resolve_model_path
-
-    cfg = AutoConfig.from_pretrained(resolve_model_path("smollm2-135m-instruct"))
-    cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size = 2, 64, 128
-    cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim = 4, 2, 16
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("small") / "model"
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
-    load_tokenizer("smollm2-135m-instruct").save_pretrained(out)
-    return str(out)
-
-
 def demos(n: int) -> list[dict]:
     from helpers.grading.formatting import format_response
 
@@ -77,7 +60,8 @@ def test_the_launcher_is_ddp_or_deepspeed_by_the_profile(tmp_path):
 def test_sft_on_two_processes_is_sft_on_one(model_dir, tmp_path):
     common = dict(method="full", max_steps=2, warmup_ratio=0.0, dtype="fp32", learning_rate=1e-3)
     one = TrainCfg(per_device_batch_size=2, gradient_accumulation=2, **common)
-    two = TrainCfg(per_device_batch_size=2, gradient_accumulation=1, processes=2, **common)
+    # a checkpoint after every step: both ranks must agree to save, or the launch hangs
+    two = TrainCfg(per_device_batch_size=2, processes=2, checkpoint_minutes=1e-6, **common)
     runs = {}
     for name, train in (("one", one), ("two", two)):
         out = tmp_path / name

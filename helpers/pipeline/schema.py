@@ -170,15 +170,15 @@ class TrainCfg(Strict):
     lr_scheduler: Literal[
         "linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts"
     ] = "cosine"
-    # Training processes: one per GPU on a GPU box, or CPU processes exchanging gradients over
-    # gloo; more than one launches `python -m helpers.train.<sft|dpo> SPEC.json` through
-    # `accelerate launch` (DDP, or DeepSpeed with `deepspeed_config`).
+    # Processes: one per GPU, or CPU processes over gloo; more than one runs `python -m
+    # helpers.train.<sft|dpo> SPEC.json` under `accelerate launch` (DDP, or `deepspeed_config`).
     processes: PosInt = 1
     deepspeed_config: str | None = None
     max_steps: int = -1
-    # Training precision. "auto" takes bf16 on a GPU or a CPU with native bf16 (AMX) and fp32
-    # elsewhere, so the same profile trains differently on different CPUs: a profile meant to
-    # reproduce on any machine pins it.
+    # A checkpoint every this many minutes of training, so an interrupted stage resumes; 0: none.
+    checkpoint_minutes: Annotated[float, Field(ge=0)] = 10.0
+    # Precision: "auto" is bf16 on a GPU or a CPU with native bf16, else fp32, so it differs
+    # between CPUs: a profile meant to reproduce on any machine pins it.
     dtype: Dtype = "auto"
 
 

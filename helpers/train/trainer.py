@@ -21,12 +21,14 @@ from ..pipeline.machine import cuda_available, resolve_dtype
 from ..pipeline.paths import rel
 from ..pipeline.schema import TrainCfg
 from ..pipeline.stages import TRAIN_LOG, TRAIN_SUMMARY
+from . import resume
 
 log = logging.getLogger(__name__)
 
 
 def train(spec: Any, build: Callable, summary: Callable, module: str) -> dict[str, Any]:
     """Train a spec and save its checkpoint (merged when LoRA); return the training summary."""
+    resume.prepare(spec, work_dir(Path(spec.out_dir)))
     if spec.train.processes > 1:
         return launch_distributed(module, spec.to_json(), Path(spec.out_dir), spec.train)
     return run(spec, build, summary)
@@ -34,13 +36,22 @@ def train(spec: Any, build: Callable, summary: Callable, module: str) -> dict[st
 
 def run(spec: Any, build: Callable, summary: Callable) -> dict[str, Any]:
     """Train in this process (or as one rank of a launch): the trainer `build` makes for the
-    spec, its schedule checked, saved with `summary(spec, trainer)` and the training loss."""
+    spec, its schedule checked, resumed from the newest checkpoint an interrupted training of
+    the same spec left, saved with `summary(spec, trainer)` and the training loss."""
+    import sys
+
     model, tok, cuda, bf16 = load_for_training(spec.model, spec.train)
     out = Path(spec.out_dir)
     trainer = build(spec, model, tok, work_dir(out), cuda, bf16)
     check_schedule(trainer)
-    result = trainer.train()
+    start = resume.last_checkpoint(work_dir(out), spec)
+    if start is not None:
+        print(f"resuming training from {rel(start)}", file=sys.stderr, flush=True)
+    resume.restore_counts(trainer, start)
+    resume.periodic_save(trainer, spec.train.checkpoint_minutes)
+    result = trainer.train(resume_from_checkpoint=str(start) if start else None)
     record = {**summary(spec, trainer), "train_loss": result.training_loss}
+    record["resumed_from_step"] = int(start.name.split("-")[-1]) if start else None
     return save_trained(trainer, tok, out, work_dir(out), cuda, spec.train.method, record)
 
 
@@ -211,27 +222,33 @@ def torch_clamp_min(count: Any, low: int) -> Any:
 def count_tokens(trainer: Any) -> Counter:
     """Count what training pays for, batch by batch: real tokens, padding, tokens with loss.
 
-    The counts land in `trainer.token_counts` (and in the training summary).
+    The counts land in `trainer.token_counts` (and in the training summary), each batch's in
+    `trainer.batch_token_counts` (the data loader collates a batch ahead of training).
     """
     counts: Counter = Counter()
+    batches: list[Counter] = []
     collate = trainer.data_collator
 
     def counting(features: list[dict[str, Any]]) -> dict[str, Any]:
         batch = collate(features)
+        tally: Counter = Counter()
         for prefix in ("", "chosen_", "rejected_", "prompt_"):
             ids = batch.get(f"{prefix}input_ids")
             if ids is None:
                 continue
             mask = batch.get(f"{prefix}attention_mask")
             real = int(mask.sum()) if mask is not None else ids.numel()
-            counts["train"] += real
-            counts["train_padding"] += ids.numel() - real
+            tally["train"] += real
+            tally["train_padding"] += ids.numel() - real
         if "labels" in batch:
-            counts["loss"] += int((batch["labels"] != -100).sum())
+            tally["loss"] += int((batch["labels"] != -100).sum())
+        batches.append(tally)
+        counts.update(tally)
         return batch
 
     trainer.data_collator = counting
     trainer.token_counts = counts
+    trainer.batch_token_counts = batches
     return counts
 
 
@@ -272,7 +289,8 @@ def trl_args(
         weight_decay=train.weight_decay,
         lr_scheduler_type=train.lr_scheduler,
         logging_steps=1,
-        save_strategy="no",
+        save_strategy="no",  # resume.periodic_save asks for checkpoints by the clock
+        save_total_limit=1,
         report_to=[],
         seed=seed,
         use_cpu=not cuda,
