@@ -331,6 +331,22 @@ def test_the_same_profile_elsewhere_is_the_same_work(tmp_path):
     assert fa == fb
 
 
+def test_checkpoint_frequency_changes_no_fingerprint():
+    prof = load_profile("params/tiny.yaml")
+    data = prof.model_dump()
+    for section in ("warmup", "sft", "dpo"):
+        data[section]["checkpoint_minutes"] = 0.5
+    other = type(prof).model_validate(data)
+    plan, _ = build_plan(prof, "params/tiny.yaml")
+    assert plan
+    for ex in plan:
+        config = stage_config(prof, ex)
+        assert "checkpoint_minutes" not in json.dumps(config)
+        assert execution_fingerprint(ex, config) == execution_fingerprint(
+            ex, stage_config(other, ex)
+        )
+
+
 def test_summaries_carry_no_timings(tmp_path):
     from helpers.infer.interface import Completion
     from helpers.method.evaluation import evaluate_model

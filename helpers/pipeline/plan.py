@@ -105,9 +105,24 @@ def build_plan(
     return plan, left_out
 
 
+# Settings that change how a stage runs, never what it makes: left out of every fingerprint,
+# so changing one (or a new one arriving with its default) redoes no finished work.
+RESULT_NEUTRAL = frozenset({"checkpoint_minutes"})
+
+
+def without_neutral(value: Any) -> Any:
+    """A dumped profile value with the RESULT_NEUTRAL keys removed at any depth."""
+    if isinstance(value, dict):
+        return {k: without_neutral(v) for k, v in value.items() if k not in RESULT_NEUTRAL}
+    if isinstance(value, list):
+        return [without_neutral(v) for v in value]
+    return value
+
+
 def stage_config(profile: Profile, ex: Execution) -> dict[str, Any]:
-    """Return the part of the profile an execution depends on (its stage record's sections)."""
-    data = profile.model_dump(mode="json")
+    """Return the part of the profile an execution depends on (its stage record's sections),
+    without the settings that cannot change a result."""
+    data = without_neutral(profile.model_dump(mode="json"))
     if ex.sections is None:
         return data
     out = {k: data.get(k) for k in ex.sections if k not in ALWAYS_READABLE}
