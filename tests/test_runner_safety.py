@@ -187,15 +187,31 @@ def test_a_notebook_by_hand_explains_a_wrongly_typed_parameter(tmp_path):
 
 
 SLOW = """
-import time, pathlib
+import os, time, pathlib
 pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
-pathlib.Path(out + ".started").write_text("x")
+pathlib.Path(out + ".started").write_text(str(os.getpid()))
 time.sleep(60)
 pathlib.Path(out).write_text("done")
 """
 
 
-def test_ctrl_c_says_one_line_and_leaves_an_interrupted_mark(tmp_path):
+def gone(pid: int, within: float = 30.0) -> bool:
+    """Whether process `pid` ends (or is a zombie) within `within` seconds."""
+    import psutil
+
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill", "hangup"])
+def test_a_stopped_run_says_one_line_and_leaves_an_interrupted_mark(tmp_path, how):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     nb = make_nb(nbs / "slow.ipynb", SLOW, params="out = ''")
@@ -208,8 +224,9 @@ def test_ctrl_c_says_one_line_and_leaves_an_interrupted_mark(tmp_path):
     script.write_text(
         textwrap.dedent(f"""
         import pickle, pathlib, sys
-        from helpers.pipeline.execute import Interrupted, execute_plan
+        from helpers.pipeline.execute import Interrupted, execute_plan, stop_as_ctrl_c
         plan = pickle.load(open({str(tmp_path / "plan.pkl")!r}, "rb"))
+        stop_as_ctrl_c()
         try:
             execute_plan(plan, pathlib.Path({str(rdir)!r}), profile=None, kernel="python3",
                          log=lambda s: None)
@@ -229,9 +246,13 @@ def test_ctrl_c_says_one_line_and_leaves_an_interrupted_mark(tmp_path):
     while not (rdir / "slow/x.txt.started").exists() and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # the whole foreground group
+    else:  # `kill PID`, a scheduler's preemption, a closed terminal: the runner alone
+        os.kill(proc.pid, signal.SIGTERM if how == "kill" else signal.SIGHUP)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
+    assert gone(int((rdir / "slow/x.txt.started").read_text()))  # no kernel left running
     assert err.strip().splitlines() == ["interrupted during slow"], err
     manifest = json.loads((rdir / "manifests/slow.json").read_text())
     assert manifest["status"] == "interrupted"

@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -30,15 +31,8 @@ from .secrets import redact, secret_values
 from .stages import locate
 
 TRACKED_PACKAGES = (
-    "torch",
-    "transformers",
-    "trl",
-    "peft",
-    "datasets",
-    "papermill",
-    "reasoning-gym",
-    "math-verify",
-    "vllm",
+    *("torch", "transformers", "trl", "peft", "datasets", "papermill", "reasoning-gym"),
+    *("math-verify", "vllm"),
 )
 DEFAULT_KERNEL = "slow-thinking"
 
@@ -376,6 +370,13 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
     return m if isinstance(m, dict) and "stage" in m else None
 
 
+def stop_as_ctrl_c() -> None:
+    """Make `kill`, a scheduler's SIGTERM or a closed terminal's SIGHUP stop the run as Ctrl-C
+    does: the notebook in hand marked interrupted, its kernel shut down, finished work kept."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
+
+
 def pick_kernel() -> str:
     """Use the project's registered kernel when present, else the default python3 kernel."""
     from jupyter_client.kernelspec import KernelSpecManager
@@ -395,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wait", action="store_true", help="queue behind a run on the same folder")
     ap.add_argument("--kernel", help="Jupyter kernel name (default: the project's)")
     args = ap.parse_args(argv)
+    stop_as_ctrl_c()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     profile = None
     try:
