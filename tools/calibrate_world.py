@@ -14,6 +14,8 @@ grader:
 
 - the backbone as shipped and the one the method starts from (warmed up), greedy with the
   profile's instruction and token limit (as evaluation asks them), on NORMAL dev problems;
+- the warmed-up backbone on 300 single atomic steps, asked as the warm-up asks them, by
+  operation (a thought chains four to eight of them);
 - the first-round model, greedy, on NORMAL and HARD dev problems (accuracy and format);
 - the first-round model sampled as exploration samples (the explore section's temperature,
   top-p and token limit), `max_rollouts` samples per problem of the explore groups' families:
@@ -68,6 +70,33 @@ def greedy(backend, problems: list[dict], prompt: str, max_new_tokens: int) -> d
         "format": round(100 * sum(fmt) / max(len(fmt), 1), 1),
         "mean_tokens": round(sum(tokens) / max(len(tokens), 1), 1),
         "problems": len(problems),
+    }
+
+
+def atomic_steps(backend, n: int = 300) -> dict:
+    """Accuracy on single steps the teachers take (`What is 13 - 5?`), asked as the warm-up asks
+    them, by operation and for a two-digit first operand: what every thought chains."""
+    import random
+
+    from helpers.world.warmup_data import atomic_rows
+
+    rows = atomic_rows(n, 99, random.Random(5))  # problems of a seed range no run uses
+    outs = backend.generate(
+        [Prompt(chat_messages(r["question"], "")) for r in rows], SamplingCfg(max_new_tokens=16)
+    )
+    by: dict[str, list[bool]] = {}
+    for r, (c,) in zip(rows, outs, strict=True):
+        right = c.text.strip().startswith(r["combined_text"])
+        a, op = r["combined_text"].split()[:2]
+        by.setdefault(op, []).append(right)
+        by.setdefault("two-digit first operand" if abs(int(a)) >= 10 else "one digit", []).append(
+            right
+        )
+    every = [x for op in "+-*" for x in by.get(op, [])]
+    return {
+        "accuracy": round(100 * sum(every) / max(len(every), 1), 1),
+        "by_kind": {k: round(100 * sum(v) / len(v), 1) for k, v in sorted(by.items())},
+        "steps": len(every),
     }
 
 
@@ -190,6 +219,7 @@ def main() -> None:
         starting_model(profile, rdir),
         lambda be: greedy(be, normal, prompt, limit),
     )
+    measure("backbone_atomic_steps", starting_model(profile, rdir), atomic_steps)
     first = variant_model(profile, rdir, start)
     measure("first_round_normal", first, lambda be: greedy(be, normal, prompt, limit))
     measure("first_round_hard", first, lambda be: greedy(be, hard, prompt, limit))
