@@ -116,3 +116,20 @@ def test_a_checkpoint_cut_off_mid_write_is_passed_over(model_dir, tmp_path):
         if state is not None:
             (work / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))
     assert resume.last_checkpoint(work, spec).name == "checkpoint-2"
+
+
+def test_other_starting_weights_are_another_training(model_dir, tmp_path):
+    import shutil
+
+    start = tmp_path / "start"
+    shutil.copytree(model_dir, start)
+    spec = sft.SFTSpec(str(start), demos(12), str(tmp_path / "m"), "Think.", train_cfg())
+    work = work_dir(tmp_path / "m")
+    resume.prepare(spec, work)
+    (work / "checkpoint-2").mkdir()
+    (work / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    assert resume.last_checkpoint(work, spec).name == "checkpoint-2"
+    weights = next(start.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes())  # an upstream stage wrote its model again
+    assert resume.last_checkpoint(work, spec) is None
+    assert resume.weights_stamp("smollm2-135m-instruct") is None  # an alias: nothing to stamp

@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..pipeline.artifacts import hash_path, read_json, settings_hash, write_json
+from ..pipeline.artifacts import read_json, settings_hash, write_json
 from ..pipeline.config import forced
 from ..pipeline.paths import rel
 
@@ -29,7 +29,18 @@ COUNTS = "token_counts.json"  # the tokens counted up to a checkpoint (see train
 
 def fingerprint(spec: Any) -> str:
     """What a checkpoint must share to be resumed: the whole spec and the starting weights."""
-    return settings_hash({"spec": spec.to_json(), "weights": hash_path(spec.model)})
+    return settings_hash({"spec": spec.to_json(), "weights": weights_stamp(spec.model)})
+
+
+def weights_stamp(model: str) -> list[tuple[str, int, int]] | None:
+    """The starting model's files by name, size and time (None for a hub id or alias): a
+    retrained upstream model is a new folder, and reading a 32B model's bytes on every rank
+    would cost minutes."""
+    root = Path(model)
+    if not root.exists():
+        return None
+    files = sorted(p for p in (root.rglob("*") if root.is_dir() else [root]) if p.is_file())
+    return [(str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
 
 
 def prepare(spec: Any, work: Path) -> None:
