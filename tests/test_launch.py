@@ -33,6 +33,19 @@ def demos(n: int) -> list[dict]:
     ]
 
 
+def dpo_pairs(n: int) -> list[dict]:
+    """n pairs of a right and a wrong one-step sum."""
+    return [
+        {
+            "problem_id": f"p{i}",
+            "question": f"What is {i} + 1?",
+            "chosen": f"{i} + 1 = {i + 1}. The answer is {i + 1}.",
+            "rejected": f"{i} + 1 = {i + 2}. The answer is {i + 2}.",
+        }
+        for i in range(n)
+    ]
+
+
 def losses(out) -> list[float]:
     return [json.loads(x)["loss"] for x in (out / "train_log.jsonl").read_text().splitlines()]
 
@@ -81,15 +94,7 @@ def SFTSpecFor(model_dir, data, out, train):
 
 
 def test_dpo_on_two_processes_is_dpo_on_one(model_dir, tmp_path):
-    pairs = [
-        {
-            "problem_id": f"p{i}",
-            "question": f"What is {i} + 1?",
-            "chosen": f"{i} + 1 = {i + 1}. The answer is {i + 1}.",
-            "rejected": f"{i} + 1 = {i + 2}. The answer is {i + 2}.",
-        }
-        for i in range(8)
-    ]
+    pairs = dpo_pairs(8)
     common = dict(method="full", max_steps=2, warmup_ratio=0.0, dtype="fp32", learning_rate=1e-4)
     runs = {}
     for name, extra in (

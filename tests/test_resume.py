@@ -14,7 +14,7 @@ from helpers.pipeline.schema import DPOCfg, TrainCfg
 from helpers.train import dpo, resume, sft
 from helpers.train.trainer import train, work_dir
 
-from .test_launch import demos, losses, weight
+from .test_launch import demos, dpo_pairs, losses, weight
 
 # Measured here (full fine-tuning of the small model in fp32, six steps, resumed after three):
 # the weights and every logged loss came out equal to the uninterrupted run's.
@@ -67,15 +67,7 @@ def test_an_interrupted_sft_resumes_and_ends_as_the_whole_run(model_dir, tmp_pat
 
 
 def test_an_interrupted_dpo_resumes(model_dir, tmp_path):
-    pairs = [
-        {
-            "problem_id": f"p{i}",
-            "question": f"What is {i} + 1?",
-            "chosen": f"{i} + 1 = {i + 1}. The answer is {i + 1}.",
-            "rejected": f"{i} + 1 = {i + 2}. The answer is {i + 2}.",
-        }
-        for i in range(8)
-    ]
+    pairs = dpo_pairs(8)
     cfg = DPOCfg(**{**train_cfg(checkpoint_minutes=1e-6).model_dump(), "max_steps": 4})
     whole = dpo.train_dpo(dpo.DPOSpec(model_dir, pairs, str(tmp_path / "a"), "Think.", cfg))
     spec = dpo.DPOSpec(model_dir, pairs, str(tmp_path / "b"), "Think.", cfg)
