@@ -224,7 +224,8 @@ def test_a_stopped_run_says_one_line_and_leaves_an_interrupted_mark(tmp_path, ho
     script.write_text(
         textwrap.dedent(f"""
         import pickle, pathlib, sys
-        from helpers.pipeline.execute import Interrupted, execute_plan, stop_as_ctrl_c
+        from helpers.pipeline.execute import Interrupted, execute_plan
+        from helpers.pipeline.kernels import stop_as_ctrl_c
         plan = pickle.load(open({str(tmp_path / "plan.pkl")!r}, "rb"))
         stop_as_ctrl_c()
         try:
@@ -261,6 +262,36 @@ def test_a_stopped_run_says_one_line_and_leaves_an_interrupted_mark(tmp_path, ho
     assert "Interrupted" in "".join(executed["cells"][0]["source"])
     outcomes, lines = run(plan, rdir, dry_run=True)
     assert outcomes == ["would run"] and "last run interrupted" in lines[0]
+
+
+def test_a_kernel_that_dies_fails_its_execution_in_one_line(tmp_path, caplog):
+    nb = make_nb(tmp_path / "dies.ipynb", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    rdir = tmp_path / "run"
+    plan = [Execution("dies", nb, {"out": str(rdir / "dies/x.txt")}, outputs=["dies/x.txt"])]
+    with pytest.raises(ExecutionFailed, match="dies failed: its kernel died") as info:
+        execute_plan(plan, rdir, profile=None, kernel="python3", log=lambda s: None)
+    assert "notebooks/dies__dies.kernel.log" in str(info.value)
+    assert json.loads((rdir / "manifests/dies.json").read_text())["status"] == "failed"
+    assert not [r for r in caplog.records if "Kernel died" in r.getMessage()]  # the runner says it
+    assert "Kernel died" in (rdir / "notebooks/dies__dies.kernel.log").read_text()
+
+
+def test_a_stops_orphaned_poll_reports_to_the_kernel_log_not_the_terminal(tmp_path, caplog):
+    import logging
+
+    from nbclient.exceptions import DeadKernelError
+
+    from helpers.pipeline.kernels import KERNEL_DIED, kernel_deaths_to
+
+    log = tmp_path / "k.log"
+    died = DeadKernelError("Kernel died")
+    with kernel_deaths_to(log):
+        logging.getLogger("papermill").error(KERNEL_DIED)
+        logging.getLogger("papermill").error("a cell's own error")
+    # asyncio reports the orphaned task when it is collected, after the execution
+    logging.getLogger("asyncio").error("Task exception was never retrieved", exc_info=died)
+    assert [r.getMessage() for r in caplog.records] == ["a cell's own error"]  # others pass
+    assert log.read_text().count("[runner]") == 2
 
 
 def test_the_runner_turns_ctrl_c_into_one_line(tmp_outputs):

@@ -11,16 +11,15 @@ import importlib.metadata
 import json
 import os
 import platform
-import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .artifacts import Digests, atomic_write_text, read_json, write_json
 from .budget import plan_bounds, spend
-from .config import FORCE_ENV, SECTIONS_ENV, load_profile, profile_hash, resolve_path
+from .config import load_profile, profile_hash, resolve_path
+from .kernels import kernel_deaths_to, kernel_env, kernel_manager, pick_kernel, stop_as_ctrl_c
 from .lock import RunLocked, run_lock
 from .machine import describe, summary_line
 from .paths import rel, repo_root, run_dir
@@ -34,7 +33,6 @@ TRACKED_PACKAGES = (
     *("torch", "transformers", "trl", "peft", "datasets", "papermill", "reasoning-gym"),
     *("math-verify", "vllm"),
 )
-DEFAULT_KERNEL = "slow-thinking"
 
 
 def _versions() -> dict[str, str]:
@@ -117,66 +115,6 @@ class ExecutionFailed(RuntimeError):
 
 class Interrupted(RuntimeError):
     """The user interrupted an execution (Ctrl-C); what finished before it is kept."""
-
-
-@contextlib.contextmanager
-def _kernel_env(ex: Execution, forced: bool) -> Iterator[None]:
-    """What the kernel inherits: the sections its profile may hand out (the execution's record
-    lists them) and whether the run is forced (resumable partial outputs start afresh)."""
-    values = {
-        SECTIONS_ENV: None if ex.sections is None else ",".join(ex.sections),
-        FORCE_ENV: "1" if forced else None,
-    }
-    old = {k: os.environ.get(k) for k in values}
-
-    def put(items: dict[str, str | None]) -> None:
-        for k, v in items.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-    put(values)
-    try:
-        yield
-    finally:
-        put(old)
-
-
-def _kernel_manager(log_path: Path) -> type:
-    """Kernels over IPC sockets, their process output kept in a log file of the run.
-
-    IPC: no TCP port, and no "running over TCP without encryption" warning for every stage.
-    The log: a kernel's own messages (a traceback while it is shut down after Ctrl-C, say)
-    belong beside its executed notebook, not in the runner's terminal.
-    """
-    import atexit
-    import shutil
-    import tempfile
-
-    from jupyter_client.manager import AsyncKernelManager
-
-    # The sockets are files named after `ip`, relative to the kernel's working directory (the
-    # repository) by default: a killed run left them there. A private folder instead.
-    sockets = Path(tempfile.mkdtemp(prefix="still-kernels-"))
-    atexit.register(shutil.rmtree, sockets, ignore_errors=True)
-
-    class IPCKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs: Any) -> None:
-            kwargs.setdefault("transport", "ipc")
-            kwargs.setdefault("ip", str(sockets / "kernel"))
-            super().__init__(**kwargs)
-
-        async def start_kernel(self, **kw: Any) -> None:
-            log = open(log_path, "a")  # noqa: SIM115 (the kernel process owns it from here)
-            kw.setdefault("stdout", log)
-            kw.setdefault("stderr", log)
-            try:
-                await super().start_kernel(**kw)
-            finally:
-                log.close()  # the child keeps its own copy of the descriptor
-
-    return IPCKernelManager
 
 
 def _scrub_notebook(path: Path, secrets: list[str], interrupted: bool = False) -> None:
@@ -311,10 +249,12 @@ class _Runner:
     def execute(self, ex: Execution, out_nb: Path, tag: str, forced: bool, end: Any) -> None:
         """Papermill on the notebook; a failure or Ctrl-C ends the manifest and raises."""
         import papermill as pm
+        from nbclient.exceptions import DeadKernelError
 
+        kernel_log = out_nb.with_suffix(".kernel.log")
         line = ProgressLine(tag, self.out, heartbeat=True)
         try:
-            with _kernel_env(ex, forced):
+            with kernel_env(ex, forced), kernel_deaths_to(kernel_log):
                 pm.execute_notebook(
                     str(ex.notebook),
                     str(out_nb),
@@ -325,7 +265,7 @@ class _Runner:
                     log_output=False,
                     stdout_file=line,
                     stderr_file=line,
-                    kernel_manager_class=_kernel_manager(out_nb.with_suffix(".kernel.log")),
+                    kernel_manager_class=kernel_manager(kernel_log),
                 )
         except (pm.PapermillExecutionError, KeyboardInterrupt) as exc:
             line.close()
@@ -338,6 +278,14 @@ class _Runner:
             end("failed", error=error, failed_cell=exc.exec_count)
             raise ExecutionFailed(
                 f"{ex.key} failed in cell {exc.exec_count}: {error}\n"
+                f"  executed notebook: {rel(out_nb)}"
+            ) from None
+        except DeadKernelError:
+            line.close()
+            _scrub_notebook(out_nb, self.secrets)
+            end("failed", error="the kernel died")
+            raise ExecutionFailed(
+                f"{ex.key} failed: its kernel died (out of memory?); its log: {rel(kernel_log)}\n"
                 f"  executed notebook: {rel(out_nb)}"
             ) from None
         line.close()
@@ -368,21 +316,6 @@ def _read_manifest(path: Path) -> dict[str, Any] | None:
     except (ValueError, OSError):
         return None
     return m if isinstance(m, dict) and "stage" in m else None
-
-
-def stop_as_ctrl_c() -> None:
-    """Make `kill`, a scheduler's SIGTERM or a closed terminal's SIGHUP stop the run as Ctrl-C
-    does: the notebook in hand marked interrupted, its kernel shut down, finished work kept."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.default_int_handler)
-
-
-def pick_kernel() -> str:
-    """Use the project's registered kernel when present, else the default python3 kernel."""
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    specs = KernelSpecManager().find_kernel_specs()
-    return DEFAULT_KERNEL if DEFAULT_KERNEL in specs else "python3"
 
 
 def main(argv: list[str] | None = None) -> int:
