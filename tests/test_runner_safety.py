@@ -210,11 +210,16 @@ def gone(pid: int, within: float = 30.0) -> bool:
     return False
 
 
-@pytest.mark.parametrize("how", ["ctrl-c", "kill", "hangup"])
+# A cell that ignores the interrupt: its kernel must end all the same when the run is stopped.
+STUBBORN = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" + SLOW
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill", "hangup", "kill a stubborn cell"])
 def test_a_stopped_run_says_one_line_and_leaves_an_interrupted_mark(tmp_path, how):
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    nb = make_nb(nbs / "slow.ipynb", SLOW, params="out = ''")
+    body = STUBBORN if how == "kill a stubborn cell" else SLOW
+    nb = make_nb(nbs / "slow.ipynb", body, params="out = ''")
     rdir = tmp_path / "run"
     plan = [Execution("slow", nb, {"out": str(rdir / "slow/x.txt")}, outputs=["slow/x.txt"])]
     import pickle
@@ -250,7 +255,7 @@ def test_a_stopped_run_says_one_line_and_leaves_an_interrupted_mark(tmp_path, ho
     if how == "ctrl-c":
         os.killpg(proc.pid, signal.SIGINT)  # the whole foreground group
     else:  # `kill PID`, a scheduler's preemption, a closed terminal: the runner alone
-        os.kill(proc.pid, signal.SIGTERM if how == "kill" else signal.SIGHUP)
+        os.kill(proc.pid, signal.SIGHUP if how == "hangup" else signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert gone(int((rdir / "slow/x.txt.started").read_text()))  # no kernel left running

@@ -1,10 +1,13 @@
 """Calibrate the embedded world on training data only: can the method start, and can it explore?
 
-Usage: python tools/calibrate_world.py PROFILE [--seed N] [--out FILE] [--dev 60] [--explore-dev 40]
+Usage: python tools/calibrate_world.py PROFILE [--seed N] [--first VARIANT] [--out FILE]
+                                     [--dev 60] [--explore-dev 40]
 
 `--seed N` measures the world of another seed: the profile with `seed: N` and its own run folder
 (`<run>-seed<N>`), written beside that folder; the report goes to
-outputs/reference/calibration_seed<N>.json unless --out says otherwise.
+outputs/reference/calibration_seed<N>.json unless --out says otherwise. `--first VARIANT`
+measures another first-round model than the one exploration starts from, such as its replicate
+on a second training seed (`sft_small_s1`): the same world, another SFT run.
 
 Runs (or reuses, when they are done) the profile's first stages through the runner (collect,
 warmup, unify, mix, and the first-round SFT variant), then measures on *dev* problems: fresh
@@ -173,6 +176,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("profile")
     ap.add_argument("--seed", type=int, help="the world's seed (default: the profile's)")
+    ap.add_argument("--first", help="the first-round variant (default: explore.start)")
     ap.add_argument("--out", help="default: outputs/reference/calibration_seed<N>.json")
     ap.add_argument("--dev", type=int, default=60, help="dev problems per group")
     ap.add_argument(
@@ -184,7 +188,7 @@ def main() -> None:
         args.profile = seeded_profile(args.profile, args.seed)
     profile = load_profile(args.profile)
     args.out = args.out or f"outputs/reference/calibration_seed{profile.seed}.json"
-    start = profile.explore.start
+    start = args.first or profile.explore.start
     t_stages = time.time()
     run_stages(args.profile, ["collect", "warmup", "unify", "mix", f"sft:{start}"])
     rdir = run_dir(profile.run)
@@ -199,6 +203,7 @@ def main() -> None:
         "command": command,
         "profile": args.profile,
         "seed": profile.seed,
+        "first_round": start,
         "machine": describe(profile),
         "stage_seconds": stage_seconds(run_dir(profile.run)),
         "stages_wall_seconds": round(time.time() - t_stages),

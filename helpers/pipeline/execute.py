@@ -267,25 +267,26 @@ class _Runner:
                     stderr_file=line,
                     kernel_manager_class=kernel_manager(kernel_log),
                 )
-        except (pm.PapermillExecutionError, KeyboardInterrupt) as exc:
+        except (pm.PapermillExecutionError, KeyboardInterrupt, DeadKernelError) as exc:
             line.close()
-            stopped = isinstance(exc, KeyboardInterrupt) or exc.ename == "KeyboardInterrupt"
+            died = isinstance(exc, DeadKernelError)
+            stopped = isinstance(exc, KeyboardInterrupt) or (
+                not died and exc.ename == "KeyboardInterrupt"
+            )
             _scrub_notebook(out_nb, self.secrets, interrupted=stopped)
             if stopped:
                 end("interrupted", error="interrupted by the user")
                 raise Interrupted(ex.key) from None
+            if died:
+                end("failed", error="the kernel died")
+                raise ExecutionFailed(
+                    f"{ex.key} failed: its kernel died (out of memory?); "
+                    f"its log: {rel(kernel_log)}\n  executed notebook: {rel(out_nb)}"
+                ) from None
             error = redact(f"{exc.ename}: {exc.evalue}", self.secrets)
             end("failed", error=error, failed_cell=exc.exec_count)
             raise ExecutionFailed(
                 f"{ex.key} failed in cell {exc.exec_count}: {error}\n"
-                f"  executed notebook: {rel(out_nb)}"
-            ) from None
-        except DeadKernelError:
-            line.close()
-            _scrub_notebook(out_nb, self.secrets)
-            end("failed", error="the kernel died")
-            raise ExecutionFailed(
-                f"{ex.key} failed: its kernel died (out of memory?); its log: {rel(kernel_log)}\n"
                 f"  executed notebook: {rel(out_nb)}"
             ) from None
         line.close()
