@@ -195,6 +195,12 @@ pathlib.Path(out).write_text("done")
 """
 
 
+def interruptible() -> None:
+    """In the child: Ctrl-C's default again (a shell's background job starts with SIGINT
+    ignored, and Python then never turns it into KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def gone(pid: int, within: float = 30.0) -> bool:
     """Whether process `pid` ends (or is a zombie) within `within` seconds."""
     import psutil
@@ -247,6 +253,7 @@ def test_a_stopped_run_says_one_line_and_leaves_an_interrupted_mark(tmp_path, ho
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=interruptible,
     )
     deadline = time.time() + 120
     while not (rdir / "slow/x.txt.started").exists() and time.time() < deadline:
@@ -308,6 +315,7 @@ def test_the_runner_turns_ctrl_c_into_one_line(tmp_outputs):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=interruptible,
     )
     manifest = tmp_outputs / "smoke/manifests/collect.json"
     deadline = time.time() + 120
