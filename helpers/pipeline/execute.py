@@ -254,7 +254,8 @@ class _Runner:
         kernel_log = out_nb.with_suffix(".kernel.log")
         line = ProgressLine(tag, self.out, heartbeat=True)
         try:
-            with kernel_env(ex, forced), kernel_deaths_to(kernel_log):
+            kernel_deaths_to(kernel_log)
+            with kernel_env(ex, forced):
                 pm.execute_notebook(
                     str(ex.notebook),
                     str(out_nb),

@@ -106,19 +106,15 @@ class _KernelDeathsToLog(logging.Filter):
 _DEATHS = _KernelDeathsToLog()
 
 
-@contextlib.contextmanager
-def kernel_deaths_to(log_path: Path) -> Iterator[None]:
-    """During one execution, keep nbclient's dead-kernel reports in `log_path`."""
+def kernel_deaths_to(log_path: Path) -> None:
+    """From now on, keep nbclient's dead-kernel reports in `log_path` (the current execution's).
+
+    The filters stay for the process: a stop's orphaned poll may report after its execution has
+    unwound (papermill hands nbclient its own logger; asyncio reports the task when collected).
+    """
     _DEATHS.log_path = log_path
-    # papermill hands nbclient its own logger. asyncio reports an orphaned poll when the task
-    # is collected, which may be after the execution ends: there the filter stays.
-    papermill, asyncio = logging.getLogger("papermill"), logging.getLogger("asyncio")
-    papermill.addFilter(_DEATHS)
-    asyncio.addFilter(_DEATHS)
-    try:
-        yield
-    finally:
-        papermill.removeFilter(_DEATHS)
+    for name in ("papermill", "asyncio"):
+        logging.getLogger(name).addFilter(_DEATHS)  # once: a filter already there is kept
 
 
 def stop_as_ctrl_c() -> None:
