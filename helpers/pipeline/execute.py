@@ -270,15 +270,14 @@ class _Runner:
                 )
         except (pm.PapermillExecutionError, KeyboardInterrupt, DeadKernelError) as exc:
             line.close()
-            died = isinstance(exc, DeadKernelError)
             stopped = isinstance(exc, KeyboardInterrupt) or (
-                not died and exc.ename == "KeyboardInterrupt"
+                getattr(exc, "ename", None) == "KeyboardInterrupt"  # the cell's own interrupt
             )
             _scrub_notebook(out_nb, self.secrets, interrupted=stopped)
             if stopped:
                 end("interrupted", error="interrupted by the user")
                 raise Interrupted(ex.key) from None
-            if died:
+            if isinstance(exc, DeadKernelError):
                 end("failed", error="the kernel died")
                 raise ExecutionFailed(
                     f"{ex.key} failed: its kernel died (out of memory?); "
