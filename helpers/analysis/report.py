@@ -135,7 +135,10 @@ def _data_and_exploration(profile: Profile, rdir: Path) -> list[str]:
         intro = (
             "Per iteration: the model that explored, problems solved (a problem stops at its "
             "first correct rollout), pass@1 and pass@k as the share solved within k attempts, "
-            "and the tokens spent against drawing every problem's full number of rollouts."
+            "and the tokens spent against drawing every problem's full number of rollouts. "
+            "Every iteration explores the same problems, and from the second on its explorer was "
+            "trained on earlier iterations' correct trajectories of them: pass@k rising here is "
+            "partly recall, so the claims rest on the benchmarks, not on this table."
         )
         lines += _section("Exploration", intro, markdown(explored))
     return lines
