@@ -70,6 +70,16 @@ def test_report_lists_missing_variants_data_and_timings(tmp_path):
         ("evaluate__backbone.json", "evaluate", 0, "2026-01-01T00:11:00", "running"),
     ]:
         m = {"stage": stage, "seconds": secs, "start": start, "status": status}
+        if stage == "sft":
+            m["machine"] = {
+                "cpu": "Test CPU",
+                "cores": 2,
+                "cuda": False,
+                "kernels": "AVX2",
+                "dtypes": {"sft": "fp32"},
+                "bf16_reason": "held",
+                "held": {},
+            }
         if stage != "collect":
             m["variant"] = name.split("__")[1][:-5]
         (tmp_path / "manifests" / name).write_text(json.dumps(m))
@@ -84,6 +94,11 @@ def test_report_lists_missing_variants_data_and_timings(tmp_path):
     text = path.read_text()
     assert "Not evaluated yet: sft_small." in text
     assert "10 minutes in all" in text or "11 minutes in all" in text
+    # the machine each finished execution recorded is named, with its executions and minutes
+    assert (
+        "Made on Test CPU, 2 cores; compute: AVX2 kernels, sft fp32 (held): 1 executions, 10 minutes."
+        in text
+    )
     assert (tmp_path / "tables" / "table2.csv").exists()
 
 

@@ -14,7 +14,7 @@ from ..pipeline.schema import Profile
 from ..pipeline.stages import TRAIN_SUMMARY, file_name, locate, pattern
 from .claims import MARGIN, claim_verdicts
 from .effects import ALPHA, effects
-from .rundata import data_summary, explore_table, stage_timings
+from .rundata import data_summary, explore_table, machines_used, stage_timings
 from .tables import COLUMNS, markdown, undefined_gains, write_table
 
 # The analysis notebook's figures: the file each is drawn into, and its caption in REPORT.md.
@@ -154,6 +154,9 @@ def _time(profile: Profile, rdir: Path) -> list[str]:
         "padding computed, shared: prompt rows copied from an identical prompt instead, "
         "generated: decoded tokens, trained: training tokens):"
     )
+    machines = machines_used(rdir)
+    if machines:
+        intro += "\n\nMade on " + ("; and on ".join(machines)) + "."
     return _section("Where the time goes", intro, markdown(timings))
 
 

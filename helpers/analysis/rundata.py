@@ -94,6 +94,28 @@ def stage_timings(rdir: Path, profile: Profile = None) -> Any:
     return df.drop(columns=empty).sort_values("start").reset_index(drop=True)
 
 
+def machines_used(rdir: Path) -> list[str]:
+    """One line per machine and compute setting the run's finished executions recorded."""
+    from ..pipeline.machine import summary_line
+
+    seen: dict[str, list[float]] = {}
+    for path in sorted((Path(rdir) / "manifests").glob("*.json")):
+        m = read_json(path)
+        if m.get("status") != "done" or not m.get("machine"):
+            continue
+        rec = m["machine"]
+        held = (
+            ", held: " + ", ".join(f"{k}={v}" for k, v in rec["held"].items())
+            if rec.get("held")
+            else ""
+        )
+        key = f"{rec.get('cpu', 'unknown CPU')}, {rec.get('cores', '?')} cores; {summary_line(rec)}{held}"
+        seen.setdefault(key, []).append(float(m.get("seconds") or 0))
+    return [
+        f"{key}: {len(secs)} executions, {sum(secs) / 60:.0f} minutes" for key, secs in seen.items()
+    ]
+
+
 def data_summary(rdir: Path) -> list[str]:
     """Report lines on the imitation data: filter totals and mixture sizes, when present."""
     rdir = Path(rdir)
