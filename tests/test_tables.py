@@ -70,14 +70,14 @@ def test_report_lists_missing_variants_data_and_timings(tmp_path):
         ("evaluate__backbone.json", "evaluate", 0, "2026-01-01T00:11:00", "running"),
     ]:
         m = {"stage": stage, "seconds": secs, "start": start, "status": status}
-        if stage == "sft":
+        if stage in ("collect", "sft"):
             m["machine"] = {
                 "cpu": "Test CPU",
                 "cores": 2,
                 "cuda": False,
-                "kernels": "AVX2",
-                "dtypes": {"sft": "fp32"},
-                "bf16_reason": "held",
+                "kernels": "AVX2" if stage == "sft" else "AMX",
+                "dtypes": {"sft": "fp32" if stage == "sft" else "bf16"},
+                "bf16_reason": "held" if stage == "sft" else "native",
                 "held": {},
             }
         if stage != "collect":
@@ -96,9 +96,9 @@ def test_report_lists_missing_variants_data_and_timings(tmp_path):
     assert "10 minutes in all" in text or "11 minutes in all" in text
     # the machine each finished execution recorded is named, with its executions and minutes
     assert (
-        "Made on Test CPU, 2 cores; compute: AVX2 kernels, sft fp32 (held): 1 executions, 10 minutes."
-        in text
-    )
+        "Made on Test CPU, 2 cores; compute: AMX kernels, sft bf16 (native): 1 execution, 0 minutes;"
+        " and on Test CPU, 2 cores; compute: AVX2 kernels, sft fp32 (held): 1 execution, 10 minutes."
+    ) in text
     assert (tmp_path / "tables" / "table2.csv").exists()
 
 

@@ -112,7 +112,8 @@ def machines_used(rdir: Path) -> list[str]:
         key = f"{rec.get('cpu', 'unknown CPU')}, {rec.get('cores', '?')} cores; {summary_line(rec)}{held}"
         seen.setdefault(key, []).append(float(m.get("seconds") or 0))
     return [
-        f"{key}: {len(secs)} executions, {sum(secs) / 60:.0f} minutes" for key, secs in seen.items()
+        f"{key}: {len(secs)} execution{'s' * (len(secs) > 1)}, {sum(secs) / 60:.0f} minutes"
+        for key, secs in seen.items()
     ]
 
 
