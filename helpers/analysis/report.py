@@ -154,10 +154,10 @@ def _time(profile: Profile, rdir: Path) -> list[str]:
         "padding computed, shared: prompt rows copied from an identical prompt instead, "
         "generated: decoded tokens, trained: training tokens):"
     )
-    machines = machines_used(rdir)
+    machines = machines_used(timings)
     if machines:
         intro += "\n\nMade on " + ("; and on ".join(machines)) + "."
-    return _section("Where the time goes", intro, markdown(timings))
+    return _section("Where the time goes", intro, markdown(timings.drop(columns="machine")))
 
 
 def _figures(rdir: Path) -> list[str]:

@@ -55,7 +55,7 @@ TOKEN_COLUMNS = {
 
 
 def stage_timings(rdir: Path, profile: Profile = None) -> Any:
-    """One row per finished execution: stage, variant, minutes, and the tokens it paid for.
+    """One row per finished execution: stage, variant, minutes, tokens paid for, machine.
 
     Minutes come from the manifests; tokens from the artifact each stage's record names
     (`tokens_at` in helpers/pipeline/stages.py): prefill and decode of generation, trained
@@ -78,6 +78,7 @@ def stage_timings(rdir: Path, profile: Profile = None) -> Any:
             "status": m.get("status"),
             "minutes": round(float(m.get("seconds") or 0) / 60, 1),
             "start": m.get("start"),
+            "machine": _machine_label(m.get("machine")),
         }
         st = BY_NAME.get(row["stage"])
         v = variants.get(row["variant"])
@@ -88,32 +89,30 @@ def stage_timings(rdir: Path, profile: Profile = None) -> Any:
                 if tokens.get(key):
                     row[col] = round(tokens[key] / 1000, 1)
         rows.append(row)
-    cols = ["stage", "variant", "status", "minutes", *TOKEN_COLUMNS.values(), "start"]
+    cols = ["stage", "variant", "status", "minutes", *TOKEN_COLUMNS.values(), "start", "machine"]
     df = pd.DataFrame(rows, columns=cols)
     empty = [c for c in TOKEN_COLUMNS.values() if df[c].isna().all()]
     return df.drop(columns=empty).sort_values("start").reset_index(drop=True)
 
 
-def machines_used(rdir: Path) -> list[str]:
-    """One line per machine and compute setting the run's finished executions recorded."""
+def _machine_label(record: dict[str, Any] | None) -> str | None:
+    """The machine and compute setting a manifest recorded, as one label (None if none)."""
     from ..pipeline.machine import summary_line
 
-    seen: dict[str, list[float]] = {}
-    for path in sorted((Path(rdir) / "manifests").glob("*.json")):
-        m = read_json(path)
-        if m.get("status") != "done" or not m.get("machine"):
-            continue
-        rec = m["machine"]
-        held = (
-            ", held: " + ", ".join(f"{k}={v}" for k, v in rec["held"].items())
-            if rec.get("held")
-            else ""
-        )
-        key = f"{rec.get('cpu', 'unknown CPU')}, {rec.get('cores', '?')} cores; {summary_line(rec)}{held}"
-        seen.setdefault(key, []).append(float(m.get("seconds") or 0))
+    if not record:
+        return None
+    held = ", ".join(f"{k}={v}" for k, v in (record.get("held") or {}).items())
+    cpu = f"{record.get('cpu', 'unknown CPU')}, {record.get('cores', '?')} cores"
+    return f"{cpu}; {summary_line(record)}" + (f", held: {held}" if held else "")
+
+
+def machines_used(timings: Any) -> list[str]:
+    """One line per machine and compute setting of the finished executions in stage_timings."""
+    done = timings[(timings["status"] == "done") & timings["machine"].notna()]
+    groups = done.groupby("machine", sort=False)["minutes"].agg(["size", "sum"])
     return [
-        f"{key}: {len(secs)} execution{'s' * (len(secs) > 1)}, {sum(secs) / 60:.0f} minutes"
-        for key, secs in seen.items()
+        f"{label}: {n} execution{'s' * (n > 1)}, {minutes:.0f} minutes"
+        for label, n, minutes in zip(groups.index, groups["size"], groups["sum"], strict=True)
     ]
 
 
